@@ -1,0 +1,133 @@
+//! Extractors whose rejections are Genesys `ErrorBody`s: JSON bodies, query strings, the bearer
+//! token.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{HeaderMap, header, request::Parts};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+use crate::auth::{Caller, Permission, tokens};
+use crate::state::AppState;
+use crate::wire::{self, Detail, JsonError};
+
+/// A JSON body (`Content-Type: application/json`), parsed with errors that name the field.
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        require_content_type(req.headers(), &["application/json"], "application/json")?;
+        let bytes = body_bytes(req, state, state.settings.max_body_bytes).await?;
+        parse_json(&bytes).map(Json)
+    }
+}
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// Reads the whole body, within the route's body limit (`limit`, for the error message).
+pub async fn body_bytes<S: Send + Sync>(
+    req: Request,
+    state: &S,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state)
+        .await
+        .map_err(|rejection| match rejection.status().as_u16() {
+            413 => ApiError::PayloadTooLarge(limit),
+            _ => ApiError::bad_request(format!("The request body could not be read: {rejection}")),
+        })
+}
+
+/// The media type of a request (without parameters), lower-cased.
+pub fn media_type(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    let essence = value.split(';').next()?.trim().to_ascii_lowercase();
+    (!essence.is_empty()).then_some(essence)
+}
+
+/// 415 unless the request's media type is one of `accepted` (or a `+json` type when JSON is).
+pub fn require_content_type(
+    headers: &HeaderMap,
+    accepted: &[&str],
+    advice: &str,
+) -> Result<String, ApiError> {
+    let media = media_type(headers);
+    let json_ok = accepted.contains(&"application/json");
+    match media {
+        Some(m) if accepted.contains(&m.as_str()) => Ok(m),
+        Some(m) if json_ok && m.starts_with("application/") && m.ends_with("+json") => Ok(m),
+        Some(m) => Err(ApiError::UnsupportedMediaType(format!(
+            "Unsupported Media Type - the Content-Type {m} is not accepted here; send {advice}."
+        ))),
+        None => Err(ApiError::UnsupportedMediaType(format!(
+            "Unsupported Media Type - the request has no Content-Type header; send {advice}."
+        ))),
+    }
+}
+
+/// Parses a JSON body, naming the field whose value is wrong.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    wire::parse_json(bytes).map_err(|e| match e {
+        JsonError::Syntax(message) => {
+            ApiError::bad_request(format!("The request body is not valid JSON: {message}"))
+        }
+        JsonError::Field { path, message } => ApiError::BadRequest {
+            code: "bad.request",
+            message: format!("Invalid value for field {path}: {message}"),
+            details: vec![Detail {
+                error_code: Some("invalid.value".into()),
+                field_name: Some(path),
+                entity_id: None,
+                entity_name: None,
+            }],
+        },
+    })
+}
+
+/// A query string parsed into `T`, with a 400 that says what is wrong.
+pub struct Query<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or_default();
+        serde_urlencoded::from_str(query)
+            .map(Query)
+            .map_err(|e| ApiError::bad_request(format!("The query string is malformed: {e}")))
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = bearer_token(&parts.headers).ok_or(ApiError::AuthenticationRequired)?;
+        Ok(tokens::authenticate(&state.pool, token).await?)
+    }
+}
+
+/// The token of an `Authorization: Bearer …` header.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// 403 `missing.any.permissions` unless the caller holds `permission`.
+pub fn require(caller: &Caller, permission: Permission) -> Result<(), ApiError> {
+    if caller.has(permission) {
+        Ok(())
+    } else {
+        Err(ApiError::MissingPermission(permission))
+    }
+}

@@ -1,0 +1,17 @@
+//! gdprd: GDPR data-subject requests over the Genesys Cloud GDPR API.
+//!
+//! Where to look: `http/` is the API surface (one file per resource), `wire` the Genesys models,
+//! `index/` the subject index and identifier normalization, `auth/` clients and tokens,
+//! `seed/` the demo data, `config` every setting.
+
+pub mod auth;
+pub mod commands;
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod index;
+pub mod org;
+pub mod seed;
+pub mod state;
+pub mod telemetry;
+pub mod wire;

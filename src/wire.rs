@@ -1,0 +1,237 @@
+//! The Genesys wire models, exactly as Genesys serializes them: camelCase, absent values omitted.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// `GDPRSubject`, plus our `canonicalContactId` (the merge set an external contact belongs to).
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GdprSubject {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_contact_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dialer_contact_id: Option<DialerContactId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journey_customer: Option<JourneyCustomer>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub social_handle: Option<SocialHandle>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub addresses: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phone_numbers: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email_addresses: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canonical_contact_id: Option<String>,
+}
+
+/// Names the fields that are set, never their values: a subject is personal data.
+impl fmt::Debug for GdprSubject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let present = [
+            ("name", self.name.is_some()),
+            ("userId", self.user_id.is_some()),
+            ("externalContactId", self.external_contact_id.is_some()),
+            ("dialerContactId", self.dialer_contact_id.is_some()),
+            ("journeyCustomer", self.journey_customer.is_some()),
+            ("socialHandle", self.social_handle.is_some()),
+            ("externalId", self.external_id.is_some()),
+            ("addresses", self.addresses.is_some()),
+            ("phoneNumbers", self.phone_numbers.is_some()),
+            ("emailAddresses", self.email_addresses.is_some()),
+            ("canonicalContactId", self.canonical_contact_id.is_some()),
+        ];
+        let fields: Vec<&str> = present
+            .iter()
+            .filter(|(_, set)| *set)
+            .map(|(n, _)| *n)
+            .collect();
+        write!(f, "GdprSubject {{ redacted, fields: {fields:?} }}")
+    }
+}
+
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DialerContactId {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub contact_list_id: Option<String>,
+}
+
+/// `GDPRJourneyCustomer`: a web visitor, e.g. `{"type": "cookie", "id": "<_actmu value>"}`.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JourneyCustomer {
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+}
+
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SocialHandle {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub value: String,
+}
+
+/// Genesys' paging envelope (`GDPRSubjectEntityListing`, `GDPRRequestEntityListing`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EntityListing<T> {
+    pub entities: Vec<T>,
+    pub page_size: i64,
+    pub page_number: i64,
+    pub total: i64,
+    pub page_count: i64,
+    pub self_uri: String,
+    pub first_uri: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_uri: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_uri: Option<String>,
+    pub last_uri: String,
+}
+
+impl<T> EntityListing<T> {
+    /// Builds the envelope; `uri(page)` renders the URI of a page (relative, as Genesys does).
+    pub fn new(
+        entities: Vec<T>,
+        page: Page,
+        total: i64,
+        uri: impl Fn(i64) -> String,
+    ) -> EntityListing<T> {
+        let page_count = if total == 0 {
+            1
+        } else {
+            (total + page.size - 1) / page.size
+        };
+        EntityListing {
+            entities,
+            page_size: page.size,
+            page_number: page.number,
+            total,
+            page_count,
+            self_uri: uri(page.number),
+            first_uri: uri(1),
+            next_uri: (page.number < page_count).then(|| uri(page.number + 1)),
+            previous_uri: (page.number > 1).then(|| uri((page.number - 1).min(page_count))),
+            last_uri: uri(page_count),
+        }
+    }
+}
+
+/// A validated page request: `size` in 1..=max, `number` from 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub size: i64,
+    pub number: i64,
+}
+
+impl Page {
+    pub fn offset(&self) -> i64 {
+        (self.number - 1).saturating_mul(self.size)
+    }
+}
+
+/// Genesys `ErrorBody`. `messageParams`, `details` and `errors` are always present, as Genesys
+/// sends them (`{}` and `[]` when empty).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody {
+    pub message: String,
+    pub code: String,
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entity_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entity_name: Option<String>,
+    pub message_params: BTreeMap<String, String>,
+    pub details: Vec<Detail>,
+    pub errors: Vec<ErrorBody>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<Limit>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Detail {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entity_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entity_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Limit {
+    pub key: String,
+    pub namespace: String,
+    pub value: i64,
+}
+
+/// Genesys `DomainEntityRef`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DomainEntityRef {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub self_uri: Option<String>,
+}
+
+/// Why a JSON document could not be read as the expected model.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JsonError {
+    /// Not JSON at all (or trailing garbage).
+    #[error("not valid JSON: {0}")]
+    Syntax(String),
+    /// JSON, but a field is missing, unknown or of the wrong type. `path` is like
+    /// `subject.phoneNumbers[0]` (`.` for the document itself).
+    #[error("{path}: {message}")]
+    Field { path: String, message: String },
+}
+
+/// Parses JSON into `T`, naming the field whose value is wrong.
+pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, JsonError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            JsonError::Syntax(inner.to_string())
+        } else {
+            JsonError::Field {
+                path,
+                message: strip_position(&inner.to_string()),
+            }
+        }
+    })?;
+    de.end().map_err(|e| JsonError::Syntax(e.to_string()))?;
+    Ok(value)
+}
+
+/// serde's messages end with " at line 1 column 42", which says nothing useful about a field.
+fn strip_position(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
