@@ -64,36 +64,40 @@ pub async fn issue(
 /// The client a bearer token belongs to. The token is looked up by its digest; an unknown token
 /// is `BadCredentials`, an expired or revoked one `Expired`.
 pub async fn authenticate(pool: &PgPool, token: &str) -> Result<Caller, AuthError> {
-    let row: Option<(
-        Uuid,
-        String,
-        Uuid,
-        Vec<String>,
-        DateTime<Utc>,
-        Option<DateTime<Utc>>,
-        Option<DateTime<Utc>>,
-    )> = sqlx::query_as(
-        "SELECT c.id, c.name, c.org_id, c.permissions, t.expires_at, t.revoked_at, c.disabled_at
-               FROM access_tokens t JOIN api_clients c ON c.id = t.client_id
-              WHERE t.token_hash = $1",
+    let row: Option<TokenRow> = sqlx::query_as(
+        "SELECT c.id AS client_id, c.name AS client_name, c.org_id, c.permissions,
+                t.expires_at, t.revoked_at, c.disabled_at
+           FROM access_tokens t JOIN api_clients c ON c.id = t.client_id
+          WHERE t.token_hash = $1",
     )
     .bind(digest(token))
     .fetch_optional(pool)
     .await?;
-    let (client_id, client_name, org_id, permissions, expires_at, revoked_at, disabled_at) =
-        row.ok_or(AuthError::BadCredentials)?;
-    if expires_at <= Utc::now() || revoked_at.is_some() || disabled_at.is_some() {
+    let row = row.ok_or(AuthError::BadCredentials)?;
+    if row.expires_at <= Utc::now() || row.revoked_at.is_some() || row.disabled_at.is_some() {
         return Err(AuthError::Expired);
     }
     Ok(Caller {
-        client_id,
-        client_name,
-        org_id,
-        permissions: permissions
+        client_id: row.client_id,
+        client_name: row.client_name,
+        org_id: row.org_id,
+        permissions: row
+            .permissions
             .iter()
             .filter_map(|p| Permission::parse(p))
             .collect(),
     })
+}
+
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    client_id: Uuid,
+    client_name: String,
+    org_id: Uuid,
+    permissions: Vec<String>,
+    expires_at: DateTime<Utc>,
+    revoked_at: Option<DateTime<Utc>>,
+    disabled_at: Option<DateTime<Utc>>,
 }
 
 /// Revokes a token. Returns whether it was live.

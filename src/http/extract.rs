@@ -100,10 +100,40 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         let query = parts.uri.query().unwrap_or_default();
+        check_query(query)?;
         serde_urlencoded::from_str(query)
             .map(Query)
             .map_err(|e| ApiError::bad_request(format!("The query string is malformed: {e}")))
     }
+}
+
+/// Refuses what form decoding would silently paper over: a parameter given twice (which one
+/// counts?) and percent-escapes that are not UTF-8 (they would decode to U+FFFD).
+fn check_query(query: &str) -> Result<(), ApiError> {
+    let mut seen: Vec<String> = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let decode = |raw: &str| {
+            percent_encoding::percent_decode_str(&raw.replace('+', " "))
+                .decode_utf8()
+                .map(|s| s.into_owned())
+                .map_err(|_| {
+                    ApiError::bad_request(
+                        "The query string is malformed: a percent-escape does not encode UTF-8 text.",
+                    )
+                })
+        };
+        let key = decode(key)?;
+        decode(value)?;
+        if seen.contains(&key) {
+            let shown: String = key.chars().take(40).collect();
+            return Err(ApiError::bad_request(format!(
+                "The query parameter {shown} is given more than once; give it once."
+            )));
+        }
+        seen.push(key);
+    }
+    Ok(())
 }
 
 impl FromRequestParts<AppState> for Caller {

@@ -25,21 +25,21 @@ use error::ApiError;
 pub fn router(state: AppState) -> Router {
     let index_limit = state.settings.index_max_body_bytes;
     let body_limit = state.settings.max_body_bytes;
-    let index = Router::new()
+    let bulk_index = Router::new()
         .route("/api/v2/gdpr/index/subjects", post(index::bulk_write))
-        .route(
-            "/api/v2/gdpr/index/subjects/{kind}/{key}",
-            put(index::put_one).delete(index::delete_one),
-        )
         .layer(DefaultBodyLimit::max(index_limit));
-    Router::new()
+    let api = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/oauth/token", post(oauth::token))
         .route("/api/v2/tokens/me", delete(oauth::revoke))
         .route("/api/v2/gdpr/subjects", get(subjects::search))
+        .route(
+            "/api/v2/gdpr/index/subjects/{kind}/{key}",
+            put(index::put_one).delete(index::delete_one),
+        )
         .layer(DefaultBodyLimit::max(body_limit))
-        .merge(index)
+        .merge(bulk_index)
         .fallback(not_found)
         .with_state(state)
         .layer(CatchPanicLayer::custom(middleware::panic_response))
@@ -47,7 +47,11 @@ pub fn router(state: AppState) -> Router {
             TraceLayer::new_for_http()
                 .make_span_with(middleware::request_span)
                 .on_failure(()),
-        )
+        );
+    // Outside the routes, so that it also sees what the router adds after them (the `Allow`
+    // header of a 405).
+    Router::new()
+        .fallback_service(api)
         .layer(axum::middleware::from_fn(middleware::correlation))
 }
 

@@ -1,0 +1,223 @@
+use std::sync::Arc;
+
+use gdprd::config::HttpSettings;
+use gdprd::index::Normalizer;
+use gdprd::state::AppState;
+use reqwest::{Client, Response, StatusCode};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+
+pub const ALL_PERMISSIONS: &[&str] = &[
+    "gdpr:subject:view",
+    "gdpr:request:add",
+    "gdpr:request:view",
+    "gdpr:index:write",
+];
+
+pub struct TestApp {
+    pub address: String,
+    pub pool: PgPool,
+    pub http: Client,
+}
+
+pub struct TestClient {
+    pub id: String,
+    pub secret: String,
+}
+
+impl TestApp {
+    pub async fn spawn(pool: PgPool) -> TestApp {
+        TestApp::spawn_with(pool, HttpSettings::default()).await
+    }
+
+    pub async fn spawn_with(pool: PgPool, settings: HttpSettings) -> TestApp {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let state = AppState {
+            pool: pool.clone(),
+            normalizer: Normalizer::new("US").unwrap(),
+            settings: Arc::new(settings),
+        };
+        tokio::spawn(gdprd::http::serve(listener, state, std::future::pending()));
+        TestApp {
+            address,
+            pool,
+            http: Client::new(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn create_client(&self, org: &str, permissions: &[&str]) -> TestClient {
+        let permissions: Vec<String> = permissions.iter().map(|p| p.to_string()).collect();
+        let created = gdprd::auth::clients::create(&self.pool, org, "test client", &permissions)
+            .await
+            .unwrap();
+        TestClient {
+            id: created.client_id.to_string(),
+            secret: created.client_secret,
+        }
+    }
+
+    pub async fn token_for(&self, client: &TestClient) -> String {
+        let response = self
+            .http
+            .post(self.url("/oauth/token"))
+            .basic_auth(&client.id, Some(&client.secret))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// A token of a new client of `org` holding `permissions`.
+    pub async fn token(&self, org: &str, permissions: &[&str]) -> String {
+        let client = self.create_client(org, permissions).await;
+        self.token_for(&client).await
+    }
+
+    pub async fn search(&self, token: &str, search_type: &str, value: &str) -> Response {
+        self.http
+            .get(self.url("/api/v2/gdpr/subjects"))
+            .bearer_auth(token)
+            .query(&[("searchType", search_type), ("searchValue", value)])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The entities found by a search that must succeed.
+    pub async fn found(&self, token: &str, search_type: &str, value: &str) -> Vec<Value> {
+        let response = self.search(token, search_type, value).await;
+        assert_eq!(response.status(), StatusCode::OK, "search {search_type}");
+        let body: Value = response.json().await.unwrap();
+        body["entities"].as_array().unwrap().clone()
+    }
+
+    pub async fn write_index(&self, token: &str, records: &Value) -> Response {
+        self.http
+            .post(self.url("/api/v2/gdpr/index/subjects"))
+            .bearer_auth(token)
+            .json(records)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Writes `records` to the index of the token's organization, which must succeed.
+    pub async fn index(&self, token: &str, records: Value) {
+        let response = self.write_index(token, &records).await;
+        let status = response.status();
+        let body = response.text().await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+}
+
+/// Asserts a Genesys ErrorBody with `status` and `code`, and returns it.
+pub async fn expect_error(response: Response, status: u16, code: &str) -> Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    let correlation = response
+        .headers()
+        .get("inin-correlation-id")
+        .expect("ININ-Correlation-Id header")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status, "{body}");
+    assert_eq!(body["contextId"], correlation.as_str(), "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert!(
+        body["details"].is_array() && body["errors"].is_array(),
+        "{body}"
+    );
+    assert!(body["messageParams"].is_object(), "{body}");
+    body
+}
+
+/// Ana García as two members of one merge set, her namesake Ana Garcia, an employee and a
+/// journey visitor.
+pub fn people() -> Value {
+    json!([
+        {
+            "externalContactId": "ec-ana-1",
+            "canonicalContactId": "ec-ana-1",
+            "name": "Ana García",
+            "emailAddresses": ["ana.garcia@example.com"],
+            "phoneNumbers": ["(555) 010-0001"],
+            "addresses": ["12 Calle Mayor, Madrid"],
+            "socialHandle": {"type": "TWITTER", "value": "@AnaG"},
+            "externalId": "CRM-000001"
+        },
+        {
+            "externalContactId": "ec-ana-2",
+            "canonicalContactId": "ec-ana-1",
+            "name": "Ana García",
+            "emailAddresses": ["ana.g@mail.example"],
+            "phoneNumbers": ["+1 555 010 0001"]
+        },
+        {
+            "externalContactId": "ec-other-ana",
+            "name": "Ana Garcia",
+            "emailAddresses": ["ana.garcia@example.org"],
+            "phoneNumbers": ["555-010-0002"]
+        },
+        {
+            "userId": "u-jonas",
+            "name": "Jonas Müller",
+            "emailAddresses": ["jonas.mueller@corp.example"],
+            "phoneNumbers": ["(555) 010-0003"]
+        },
+        {
+            "journeyCustomer": {"type": "cookie", "id": "anagarciacookie0000000000a"},
+            "emailAddresses": ["ana.garcia@example.com"]
+        },
+        {
+            "dialerContactId": {"id": "dc-1", "contactListId": "list-1"},
+            "name": "Søren Ørsted",
+            "phoneNumbers": ["+44 20 7946 0018"],
+            "socialHandle": {"type": "WHATSAPP", "value": "+44 20 7946 0018"}
+        }
+    ])
+}
+
+/// The ids of the records in a search result, sorted.
+pub fn ids(entities: &[Value]) -> Vec<String> {
+    let mut ids: Vec<String> = entities
+        .iter()
+        .map(|e| {
+            for key in ["userId", "externalContactId"] {
+                if let Some(id) = e[key].as_str() {
+                    return id.to_owned();
+                }
+            }
+            if let Some(id) = e["dialerContactId"]["id"].as_str() {
+                return id.to_owned();
+            }
+            e["journeyCustomer"]["id"]
+                .as_str()
+                .unwrap_or("?")
+                .to_owned()
+        })
+        .collect();
+    ids.sort();
+    ids
+}

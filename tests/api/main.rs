@@ -1,0 +1,8 @@
+//! End-to-end tests: the real app on a loopback port, a fresh PostgreSQL database per test.
+
+mod auth;
+mod cli;
+mod errors;
+mod helpers;
+mod index_writes;
+mod subjects;
