@@ -3,11 +3,20 @@
 use std::sync::Arc;
 
 use anyhow::Context;
+use chrono::Duration;
+use sqlx::PgPool;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
-use crate::config::{Cli, ClientsCommand, Command, IndexCommand, ServeArgs};
+use crate::catalog::Catalog;
+use crate::config::{
+    Cli, ClientsCommand, Command, GlobalArgs, IndexCommand, ServeArgs, WorkerSettings,
+};
 use crate::index::Normalizer;
+use crate::requests::store::ResultLinks;
+use crate::secrets::ServerKey;
 use crate::state::AppState;
+use crate::worker::Worker;
 use crate::{auth, db, http, index, org, seed};
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -19,7 +28,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             Ok(())
         }
-        Command::Serve(args) => serve(pool, normalizer, args).await,
+        Command::Serve(args) => serve(&cli.global, pool, normalizer, args).await,
+        Command::Worker(settings) => work(&cli.global, pool, normalizer, settings).await,
         Command::Seed(args) => seed::run(&pool, &normalizer, &args).await,
         Command::Clients(ClientsCommand::Create {
             name,
@@ -40,18 +50,78 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(pool: sqlx::PgPool, normalizer: Normalizer, args: ServeArgs) -> anyhow::Result<()> {
+/// The catalog, checked against the database: gdprd does not start on a broken one.
+async fn load_catalog(global: &GlobalArgs, pool: &PgPool) -> anyhow::Result<Arc<Catalog>> {
+    let catalog = Catalog::load(&global.catalog)
+        .with_context(|| format!("cannot load the catalog {}", global.catalog.display()))?;
+    catalog.validate(pool).await.with_context(|| {
+        format!(
+            "the catalog {} does not fit the database",
+            global.catalog.display()
+        )
+    })?;
+    Ok(Arc::new(catalog))
+}
+
+async fn serve(
+    global: &GlobalArgs,
+    pool: PgPool,
+    normalizer: Normalizer,
+    args: ServeArgs,
+) -> anyhow::Result<()> {
+    let catalog = load_catalog(global, &pool).await?;
+    let key = ServerKey::load_or_create(&pool).await?;
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     tracing::info!(address = %args.listen, "gdprd listening");
     let state = AppState {
-        pool,
-        normalizer,
+        pool: pool.clone(),
+        normalizer: normalizer.clone(),
+        links: ResultLinks {
+            public_url: args.public_url(),
+            key: key.clone(),
+            ttl: Duration::seconds(args.http.results_url_ttl_secs as i64),
+        },
+        catalog: catalog.clone(),
+        max_attempts: args.worker.job_max_attempts,
         settings: Arc::new(args.http),
     };
-    http::serve(listener, state, shutdown_signal()).await?;
+    let stop = CancellationToken::new();
+    let worker = (!args.no_worker).then(|| {
+        let worker = Worker::new(pool, catalog, key, normalizer, args.worker);
+        tokio::spawn(worker.run(stop.clone()))
+    });
+    let shutdown = {
+        let stop = stop.clone();
+        async move {
+            shutdown_signal().await;
+            stop.cancel();
+        }
+    };
+    http::serve(listener, state, shutdown).await?;
+    stop.cancel();
+    if let Some(worker) = worker {
+        worker.await?;
+    }
     tracing::info!("gdprd stopped");
+    Ok(())
+}
+
+async fn work(
+    global: &GlobalArgs,
+    pool: PgPool,
+    normalizer: Normalizer,
+    settings: WorkerSettings,
+) -> anyhow::Result<()> {
+    let catalog = load_catalog(global, &pool).await?;
+    let key = ServerKey::load_or_create(&pool).await?;
+    let stop = CancellationToken::new();
+    let worker =
+        tokio::spawn(Worker::new(pool, catalog, key, normalizer, settings).run(stop.clone()));
+    shutdown_signal().await;
+    stop.cancel();
+    worker.await?;
     Ok(())
 }
 

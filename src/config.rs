@@ -60,6 +60,15 @@ pub struct GlobalArgs {
     /// Log filter, in tracing's EnvFilter syntax (e.g. `info`, `gdprd=debug`).
     #[arg(long, env = "GDPRD_LOG", default_value = "info", global = true)]
     pub log: String,
+
+    /// The catalog of data services (TOML).
+    #[arg(
+        long,
+        env = "GDPRD_CATALOG",
+        default_value = "catalog/demo.toml",
+        global = true
+    )]
+    pub catalog: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -72,6 +81,8 @@ pub enum LogFormat {
 pub enum Command {
     /// Run the HTTP API (and the worker, unless --no-worker).
     Serve(ServeArgs),
+    /// Run the worker alone (any number of workers may share one database).
+    Worker(WorkerSettings),
     /// Apply the database migrations and exit.
     Migrate,
     /// Fill the demo organization with deterministic synthetic people across every demo service.
@@ -90,8 +101,78 @@ pub struct ServeArgs {
     #[arg(long, env = "GDPRD_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    /// Base URL clients reach this service at; result links are absolute URLs under it.
+    /// Default: http:// and the listen address.
+    #[arg(long, env = "GDPRD_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Serve the API only; run workers separately (`gdprd worker`).
+    #[arg(long, env = "GDPRD_NO_WORKER")]
+    pub no_worker: bool,
+
     #[command(flatten)]
     pub http: HttpSettings,
+
+    #[command(flatten)]
+    pub worker: WorkerSettings,
+}
+
+impl ServeArgs {
+    pub fn public_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None if self.listen.ip().is_unspecified() => {
+                format!("http://127.0.0.1:{}", self.listen.port())
+            }
+            None => format!("http://{}", self.listen),
+        }
+    }
+}
+
+/// Settings of the worker.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerSettings {
+    /// Jobs one worker runs at once.
+    #[arg(long, env = "GDPRD_WORKER_CONCURRENCY", default_value_t = 4)]
+    pub concurrency: usize,
+
+    /// Attempts of a job before it fails for good (and its request goes to ERROR).
+    #[arg(long, env = "GDPRD_JOB_MAX_ATTEMPTS", default_value_t = 5)]
+    pub job_max_attempts: i32,
+
+    /// Delay before the first retry, in milliseconds; it doubles with every attempt.
+    #[arg(long, env = "GDPRD_RETRY_BASE_MS", default_value_t = 1_000)]
+    pub retry_base_ms: u64,
+
+    /// Longest delay between retries, in milliseconds.
+    #[arg(long, env = "GDPRD_RETRY_MAX_MS", default_value_t = 300_000)]
+    pub retry_max_ms: u64,
+
+    /// How long a worker holds a job before another may take it over, in seconds.
+    #[arg(long, env = "GDPRD_JOB_LEASE_SECS", default_value_t = 60)]
+    pub lease_secs: u64,
+
+    /// How often an idle worker looks for work without being notified, in milliseconds.
+    #[arg(long, env = "GDPRD_POLL_INTERVAL_MS", default_value_t = 1_000)]
+    pub poll_interval_ms: u64,
+
+    /// How long an export archive is kept, in seconds.
+    #[arg(long, env = "GDPRD_EXPORT_TTL_SECS", default_value_t = 7 * 86_400)]
+    pub export_ttl_secs: u64,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            concurrency: 4,
+            job_max_attempts: 5,
+            retry_base_ms: 1_000,
+            retry_max_ms: 300_000,
+            lease_secs: 60,
+            poll_interval_ms: 1_000,
+            export_ttl_secs: 7 * 86_400,
+        }
+    }
 }
 
 /// Settings of the HTTP API.
@@ -114,6 +195,10 @@ pub struct HttpSettings {
     #[arg(long, env = "GDPRD_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
     pub max_body_bytes: usize,
 
+    /// How long a result link stays valid, in seconds (a new one comes with every GET).
+    #[arg(long, env = "GDPRD_RESULTS_URL_TTL_SECS", default_value_t = 3_600)]
+    pub results_url_ttl_secs: u64,
+
     /// Most results per page of a subject search (the search has no paging parameters in the
     /// Genesys contract; `pageSize` is accepted as an extension up to this bound).
     #[arg(long, env = "GDPRD_SUBJECT_SEARCH_MAX_RESULTS", default_value_t = 100)]
@@ -134,6 +219,7 @@ impl Default for HttpSettings {
             index_max_records: 10_000,
             max_body_bytes: 256 * 1024,
             subject_search_max_results: 100,
+            results_url_ttl_secs: 3_600,
         }
     }
 }

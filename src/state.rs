@@ -4,12 +4,18 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 
+use crate::catalog::Catalog;
 use crate::config::HttpSettings;
 use crate::index::Normalizer;
+use crate::requests::store::ResultLinks;
 
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
     pub normalizer: Normalizer,
     pub settings: Arc<HttpSettings>,
+    pub catalog: Arc<Catalog>,
+    pub links: ResultLinks,
+    /// Attempts a new job gets.
+    pub max_attempts: i32,
 }

@@ -163,6 +163,10 @@ pub struct ErrorBody {
     pub errors: Vec<ErrorBody>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<Limit>,
+    /// Ours, on a 409 of the ambiguity guard: the people the subject matches, each as the list
+    /// of its index records (shown to clients allowed to view subjects).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub candidates: Option<Vec<Vec<GdprSubject>>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

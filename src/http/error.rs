@@ -32,6 +32,15 @@ pub enum ApiError {
     MissingPermission(Permission),
     #[error("{0}")]
     NotFound(String),
+    /// 403 `not.authorized` (a result link that is forged or expired).
+    #[error("{0}")]
+    NotAuthorized(String),
+    /// 409 `conflict`, with the candidate subjects of the ambiguity guard when they may be shown.
+    #[error("{message}")]
+    Conflict {
+        message: String,
+        candidates: Option<Vec<Vec<crate::wire::GdprSubject>>>,
+    },
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("body over {0} bytes")]
@@ -73,6 +82,8 @@ impl ApiError {
             | ApiError::CredentialsExpired => StatusCode::UNAUTHORIZED,
             ApiError::MissingPermission(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotAuthorized(_) => StatusCode::FORBIDDEN,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -116,6 +127,8 @@ impl ApiError {
                 )
             }
             ApiError::NotFound(message) => ("not.found", message.clone(), vec![]),
+            ApiError::NotAuthorized(message) => ("not.authorized", message.clone(), vec![]),
+            ApiError::Conflict { message, .. } => ("conflict", message.clone(), vec![]),
             ApiError::UnsupportedMediaType(message) => {
                 ("unsupported.media.type", message.clone(), vec![])
             }
@@ -144,6 +157,10 @@ impl ApiError {
             details,
             errors: vec![],
             limit: None,
+            candidates: match self {
+                ApiError::Conflict { candidates, .. } => candidates.clone(),
+                _ => None,
+            },
         }
     }
 }
@@ -223,5 +240,6 @@ pub fn body_for_status(status: StatusCode, allow: Option<&str>) -> ErrorBody {
         details: vec![],
         errors: vec![],
         limit: None,
+        candidates: None,
     }
 }

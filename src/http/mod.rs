@@ -7,6 +7,7 @@ pub mod index;
 pub mod middleware;
 pub mod oauth;
 pub mod paging;
+pub mod requests;
 pub mod subjects;
 
 use std::future::Future;
@@ -34,6 +35,15 @@ pub fn router(state: AppState) -> Router {
         .route("/oauth/token", post(oauth::token))
         .route("/api/v2/tokens/me", delete(oauth::revoke))
         .route("/api/v2/gdpr/subjects", get(subjects::search))
+        .route(
+            "/api/v2/gdpr/requests",
+            post(requests::create).get(requests::list),
+        )
+        .route("/api/v2/gdpr/requests/{requestId}", get(requests::get))
+        .route(
+            "/api/v2/gdpr/requests/{requestId}/results/{file}",
+            get(requests::download),
+        )
         .route(
             "/api/v2/gdpr/index/subjects/{kind}/{key}",
             put(index::put_one).delete(index::delete_one),

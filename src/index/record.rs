@@ -70,15 +70,6 @@ impl fmt::Debug for RecordKey {
     }
 }
 
-impl RecordKey {
-    /// The key of the record a subject names by id, if it names one. A subject naming more than
-    /// one id is refused by [`IndexRecord::parse`]; here the first one wins.
-    pub fn of_subject(subject: &GdprSubject) -> Result<Option<RecordKey>, FieldError> {
-        let keys = record_keys(subject)?;
-        Ok(keys.into_iter().next())
-    }
-}
-
 /// A field that is wrong, and why. `field` is a JSON path such as `phoneNumbers[1]`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
@@ -162,14 +153,27 @@ pub fn identifiers_of(
     subject: &GdprSubject,
     n: &Normalizer,
 ) -> Result<Vec<(SearchType, Normalized)>, FieldError> {
+    let mut out: Vec<(SearchType, Normalized)> = Vec::new();
+    for (kind, value, _) in spellings_of(subject, n)? {
+        if !out.iter().any(|(k, v)| *k == kind && *v == value) {
+            out.push((kind, value));
+        }
+    }
+    Ok(out)
+}
+
+/// Every identifier a subject carries: its type, normalized value and raw spelling (one entry
+/// per field value, duplicates included).
+pub fn spellings_of(
+    subject: &GdprSubject,
+    n: &Normalizer,
+) -> Result<Vec<(SearchType, Normalized, String)>, FieldError> {
     let mut out = Vec::new();
     let mut push = |field: String, kind: SearchType, raw: &str| -> Result<(), FieldError> {
         let value = n
             .normalize(kind, raw)
             .map_err(|e| FieldError::new(field, e.to_string()))?;
-        if !out.contains(&(kind, value.clone())) {
-            out.push((kind, value));
-        }
+        out.push((kind, value, raw.trim().to_owned()));
         Ok(())
     };
     if let Some(name) = &subject.name {
@@ -199,6 +203,7 @@ pub fn identifiers_of(
     if let Some(handle) = &subject.social_handle {
         let kind = handle
             .kind
+            .trim()
             .parse::<SearchType>()
             .ok()
             .filter(|k| k.is_social())
@@ -216,7 +221,9 @@ pub fn identifiers_of(
     Ok(out)
 }
 
-fn record_keys(subject: &GdprSubject) -> Result<Vec<RecordKey>, FieldError> {
+/// The ids of person-records a subject names (userId, externalContactId, dialerContactId,
+/// journeyCustomer), checked.
+pub fn record_keys(subject: &GdprSubject) -> Result<Vec<RecordKey>, FieldError> {
     let mut keys = Vec::new();
     if let Some(id) = &subject.user_id {
         check_id("userId", id)?;

@@ -290,6 +290,20 @@ async fn the_server_process_never_logs_identifier_values(pool: PgPool) {
     }
 }
 
+/// A plain-text dump of the test's database, as an attacker with a backup would read it.
+pub fn pg_dump(pool: &PgPool) -> String {
+    let out = Command::new("pg_dump")
+        .args(["--data-only", "--no-owner", &database_url(pool)])
+        .output()
+        .expect("pg_dump is installed with PostgreSQL");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -1,8 +1,12 @@
 use std::sync::Arc;
 
-use gdprd::config::HttpSettings;
+use gdprd::catalog::Catalog;
+use gdprd::config::{HttpSettings, WorkerSettings};
 use gdprd::index::Normalizer;
+use gdprd::requests::store::ResultLinks;
+use gdprd::secrets::ServerKey;
 use gdprd::state::AppState;
+use gdprd::worker::Worker;
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -26,20 +30,60 @@ pub struct TestClient {
     pub secret: String,
 }
 
+/// Worker settings for tests: quick polling and retries.
+pub fn fast_worker() -> WorkerSettings {
+    WorkerSettings {
+        poll_interval_ms: 50,
+        retry_base_ms: 50,
+        retry_max_ms: 400,
+        ..WorkerSettings::default()
+    }
+}
+
 impl TestApp {
+    /// The API and a background worker, as `gdprd serve` runs them.
     pub async fn spawn(pool: PgPool) -> TestApp {
-        TestApp::spawn_with(pool, HttpSettings::default()).await
+        TestApp::spawn_with_options(pool, HttpSettings::default(), Some(fast_worker())).await
     }
 
     pub async fn spawn_with(pool: PgPool, settings: HttpSettings) -> TestApp {
+        TestApp::spawn_with_options(pool, settings, Some(fast_worker())).await
+    }
+
+    /// The API alone (`gdprd serve --no-worker`).
+    pub async fn spawn_without_worker(pool: PgPool) -> TestApp {
+        TestApp::spawn_with_options(pool, HttpSettings::default(), None).await
+    }
+
+    pub async fn spawn_with_options(
+        pool: PgPool,
+        settings: HttpSettings,
+        worker: Option<WorkerSettings>,
+    ) -> TestApp {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = format!("http://{}", listener.local_addr().unwrap());
+        let catalog = Arc::new(Catalog::load(std::path::Path::new("catalog/demo.toml")).unwrap());
+        catalog.validate(&pool).await.unwrap();
+        let key = ServerKey::load_or_create(&pool).await.unwrap();
+        let normalizer = Normalizer::new("US").unwrap();
+        let worker_settings = worker.clone().unwrap_or_default();
         let state = AppState {
             pool: pool.clone(),
-            normalizer: Normalizer::new("US").unwrap(),
+            normalizer: normalizer.clone(),
+            links: ResultLinks {
+                public_url: address.clone(),
+                key: key.clone(),
+                ttl: chrono::Duration::seconds(settings.results_url_ttl_secs as i64),
+            },
+            catalog: catalog.clone(),
+            max_attempts: worker_settings.job_max_attempts,
             settings: Arc::new(settings),
         };
         tokio::spawn(gdprd::http::serve(listener, state, std::future::pending()));
+        if let Some(settings) = worker {
+            let worker = Worker::new(pool.clone(), catalog, key, normalizer, settings);
+            tokio::spawn(worker.run(tokio_util::sync::CancellationToken::new()));
+        }
         TestApp {
             address,
             pool,
@@ -220,4 +264,66 @@ pub fn ids(entities: &[Value]) -> Vec<String> {
         .collect();
     ids.sort();
     ids
+}
+
+impl TestApp {
+    pub async fn submit(&self, token: &str, body: &Value, delete_confirmed: bool) -> Response {
+        let mut request = self
+            .http
+            .post(self.url("/api/v2/gdpr/requests"))
+            .bearer_auth(token)
+            .json(body);
+        if delete_confirmed {
+            request = request.query(&[("deleteConfirmed", "true")]);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// Submits a request that must be accepted (202) and returns it.
+    pub async fn accepted(&self, token: &str, body: Value) -> Value {
+        let delete = body["requestType"] == "GDPR_DELETE";
+        let response = self.submit(token, &body, delete).await;
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert_eq!(status, StatusCode::ACCEPTED, "{text}");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    pub async fn request(&self, token: &str, id: &str) -> Value {
+        let response = self
+            .http
+            .get(self.url(&format!("/api/v2/gdpr/requests/{id}")))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+
+    /// Polls a request until it is COMPLETED or ERROR (at most 60 s) and returns it.
+    pub async fn finished(&self, token: &str, id: &str) -> Value {
+        for _ in 0..600 {
+            let request = self.request(token, id).await;
+            if request["status"] == "COMPLETED" || request["status"] == "ERROR" {
+                return request;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("request {id} did not finish within 60 s");
+    }
+}
+
+/// Fills the demo organization with `n` seeded people (the story people first).
+pub async fn seed(pool: &PgPool, n: u64) {
+    let args = gdprd::config::SeedArgs {
+        subjects: n,
+        seed: 1,
+        org: "demo".into(),
+        force: false,
+        quiet: true,
+    };
+    gdprd::seed::run(pool, &Normalizer::new("US").unwrap(), &args)
+        .await
+        .unwrap();
 }

@@ -5,4 +5,5 @@ mod cli;
 mod errors;
 mod helpers;
 mod index_writes;
+mod requests;
 mod subjects;

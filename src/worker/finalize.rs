@@ -1,0 +1,381 @@
+//! Finishing a request once its service jobs are done: the access summary, the export archive,
+//! the index update, or — after an erasure — the index clean-up and the masking of every stored
+//! trace of the erased identifiers.
+
+use chrono::{Duration, Utc};
+use serde_json::{Value, json};
+use sqlx::PgConnection;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::archive::{self, ServiceExport};
+use super::queue::{self, Claimed};
+use super::{RequestWork, Worker};
+use crate::index::store::Staging;
+use crate::index::{IndexRecord, SearchType};
+use crate::requests::create::{FINALIZE, term_hashes};
+use crate::requests::mask::mask_subject;
+use crate::requests::model::{RequestType, ServiceSummary, Status, timestamp};
+use crate::requests::terms::{Replacement, TermKind, Terms};
+use crate::wire::GdprSubject;
+
+#[derive(sqlx::FromRow)]
+struct JobResult {
+    service: String,
+    status: String,
+    matched: Option<i64>,
+    retained: i64,
+    last_error: Option<String>,
+    attempts: i32,
+    result: Option<Json<Value>>,
+}
+
+pub async fn run(worker: &Worker, job: &Claimed) -> anyhow::Result<()> {
+    let work = worker.request_work(job.request_id).await?;
+    let request_type = RequestType::parse(&work.request_type)
+        .ok_or_else(|| anyhow::anyhow!("unknown request type {:?}", work.request_type))?;
+    let mut tx = worker.pool.begin().await?;
+    queue::refresh_status(&mut tx, job.request_id).await?;
+    let jobs: Vec<JobResult> = sqlx::query_as(
+        "SELECT service, status, matched, retained, last_error, attempts, result
+           FROM gdpr_jobs WHERE request_id = $1 AND service <> $2 ORDER BY service",
+    )
+    .bind(job.request_id)
+    .bind(FINALIZE)
+    .fetch_all(&mut *tx)
+    .await?;
+    let failed: Vec<&JobResult> = jobs.iter().filter(|j| j.status == "error").collect();
+
+    let mut summary = None;
+    if failed.is_empty() {
+        match request_type {
+            RequestType::GdprGet => summary = Some(access_summary(worker, &jobs)),
+            RequestType::GdprExport => {
+                store_archive(worker, &mut tx, job.request_id, &jobs).await?
+            }
+            RequestType::GdprUpdate => update_index(worker, &mut tx, &work).await?,
+            RequestType::GdprDelete => {
+                let users_retained = jobs.iter().any(|j| j.retained > 0);
+                erase_from_index(&mut tx, &work, users_retained).await?;
+                mask_traces(worker, &mut tx, job.request_id, &work).await?;
+            }
+        }
+    }
+
+    let (status, error) = if failed.is_empty() {
+        (Status::Completed, None)
+    } else {
+        let reasons: Vec<String> = failed
+            .iter()
+            .map(|j| {
+                format!(
+                    "{} failed after {} attempts: {}",
+                    j.service,
+                    j.attempts,
+                    j.last_error.as_deref().unwrap_or("no reason recorded")
+                )
+            })
+            .collect();
+        let error = json!({ "code": "service.failed", "message": reasons.join("; ") });
+        (Status::Error, Some(error))
+    };
+    let parent: Option<Option<Uuid>> = sqlx::query_scalar(
+        "UPDATE gdpr_requests
+            SET status = $2, error = $3, summary = coalesce($4, summary), completed_at = now(),
+                updated_at = now()
+          WHERE id = $1 AND status NOT IN ('COMPLETED', 'ERROR')
+      RETURNING parent_id",
+    )
+    .bind(job.request_id)
+    .bind(status.as_str())
+    .bind(error)
+    .bind(summary.map(Json))
+    .fetch_optional(&mut *tx)
+    .await?;
+    let held = sqlx::query(
+        "UPDATE gdpr_jobs SET status = 'completed', locked_by = NULL, locked_until = NULL,
+                completed_at = now(), last_error = NULL
+          WHERE id = $1 AND locked_by = $2 AND status = 'running'",
+    )
+    .bind(job.id)
+    .bind(&worker.id)
+    .execute(&mut *tx)
+    .await?;
+    if held.rows_affected() == 0 {
+        return Ok(());
+    }
+    if let Some(Some(parent)) = parent {
+        queue::refresh_parent(&mut tx, parent).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+fn access_summary(worker: &Worker, jobs: &[JobResult]) -> Vec<ServiceSummary> {
+    jobs.iter()
+        .filter_map(|j| {
+            let service = worker.catalog.service(&j.service)?;
+            Some(ServiceSummary {
+                service: service.name.clone(),
+                records: j.matched.unwrap_or(0),
+                purpose: service.purpose.clone(),
+                categories: service.categories.clone(),
+                retention: service.retention.clone(),
+                erasure: match service.erasure {
+                    crate::catalog::Erasure::Delete => "delete".into(),
+                    crate::catalog::Erasure::Anonymize => "anonymize".into(),
+                },
+            })
+        })
+        .collect()
+}
+
+async fn store_archive(
+    worker: &Worker,
+    conn: &mut PgConnection,
+    request_id: Uuid,
+    jobs: &[JobResult],
+) -> anyhow::Result<()> {
+    let (request_type, created_at): (String, chrono::DateTime<Utc>) =
+        sqlx::query_as("SELECT request_type, created_at FROM gdpr_requests WHERE id = $1")
+            .bind(request_id)
+            .fetch_one(&mut *conn)
+            .await?;
+    let empty = json!({});
+    let exports: Vec<ServiceExport<'_>> = jobs
+        .iter()
+        .filter_map(|j| {
+            let service = worker.catalog.service(&j.service)?;
+            Some(ServiceExport {
+                service: &service.name,
+                purpose: &service.purpose,
+                categories: &service.categories,
+                retention: &service.retention,
+                data: j.result.as_ref().map(|r| &r.0).unwrap_or(&empty),
+            })
+        })
+        .collect();
+    let created = timestamp(created_at);
+    let bytes = archive::build(request_id, &request_type, &created, &exports)?;
+    let expires = Utc::now() + Duration::seconds(worker.settings.export_ttl_secs as i64);
+    sqlx::query(
+        "INSERT INTO export_archives (request_id, file_name, content, expires_at)
+         VALUES ($1, $2, $3, $4)
+         ON CONFLICT (request_id, file_name) DO UPDATE
+            SET content = EXCLUDED.content, expires_at = EXCLUDED.expires_at",
+    )
+    .bind(request_id)
+    .bind(format!("gdpr-export-{request_id}.zip"))
+    .bind(bytes)
+    .bind(expires)
+    .execute(&mut *conn)
+    .await?;
+    // The rows now live in the archive only, which expires.
+    sqlx::query("UPDATE gdpr_jobs SET result = NULL WHERE request_id = $1")
+        .bind(request_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Applies the replacement terms to the index records holding the existing values.
+async fn update_index(
+    worker: &Worker,
+    conn: &mut PgConnection,
+    work: &RequestWork,
+) -> anyhow::Result<()> {
+    let replacements = work
+        .replacement_terms
+        .as_ref()
+        .map(|r| r.0.parsed.clone())
+        .unwrap_or_default();
+    let searchable: Vec<(SearchType, &Replacement)> = replacements
+        .iter()
+        .filter_map(|r| search_type(r.kind).map(|t| (t, r)))
+        .collect();
+    if searchable.is_empty() {
+        return Ok(());
+    }
+    let kinds: Vec<&str> = searchable.iter().map(|(t, _)| t.as_str()).collect();
+    let values: Vec<&str> = searchable
+        .iter()
+        .map(|(_, r)| r.existing.as_str())
+        .collect();
+    let records: Vec<Json<GdprSubject>> = sqlx::query_scalar(
+        "SELECT s.record FROM subjects s
+          WHERE s.id IN (SELECT i.subject_id FROM unnest($2::text[], $3::text[]) AS t(id_type, value)
+                           JOIN subject_identifiers i
+                             ON i.org_id = $1 AND i.id_type = t.id_type AND i.value = t.value)",
+    )
+    .bind(work.org_id)
+    .bind(&kinds)
+    .bind(&values)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut rewritten = Vec::with_capacity(records.len());
+    for record in records {
+        let mut subject = record.0;
+        for (kind, replacement) in &searchable {
+            replace_in_subject(&mut subject, *kind, replacement, &worker.normalizer);
+        }
+        rewritten.push(
+            IndexRecord::parse(subject, &worker.normalizer).map_err(|e| {
+                anyhow::anyhow!("an updated index record is no longer valid: {}", e.field)
+            })?,
+        );
+    }
+    let mut staging = Staging::begin(conn, work.org_id).await?;
+    staging.add(conn, &rewritten).await?;
+    staging.merge(conn).await?;
+    Ok(())
+}
+
+fn search_type(kind: TermKind) -> Option<SearchType> {
+    SearchType::ALL
+        .into_iter()
+        .find(|t| TermKind::from_search_type(*t) == kind)
+}
+
+/// Rewrites the values of `kind` that normalize to the replacement's existing value.
+fn replace_in_subject(
+    s: &mut GdprSubject,
+    kind: SearchType,
+    r: &Replacement,
+    n: &crate::index::Normalizer,
+) {
+    let is_existing = |v: &str| n.normalize(kind, v).is_ok_and(|x| x.as_str() == r.existing);
+    let replace = |v: &mut String| {
+        if is_existing(v) {
+            *v = r.updated.clone();
+        }
+    };
+    match kind {
+        SearchType::Name => s.name.iter_mut().for_each(replace),
+        SearchType::Address => s.addresses.iter_mut().flatten().for_each(replace),
+        SearchType::Phone => s.phone_numbers.iter_mut().flatten().for_each(replace),
+        SearchType::Email => s.email_addresses.iter_mut().flatten().for_each(replace),
+        SearchType::ExternalId => s.external_id.iter_mut().for_each(replace),
+        social => {
+            if let Some(h) = s
+                .social_handle
+                .as_mut()
+                .filter(|h| h.kind == social.as_str())
+            {
+                replace(&mut h.value);
+            }
+        }
+    }
+}
+
+/// Removes the erased person's records from the index: those named by id and those holding
+/// one of the identifiers the erasure matched on. An active employee's user record stays when
+/// the directory retained it.
+async fn erase_from_index(
+    conn: &mut PgConnection,
+    work: &RequestWork,
+    keep_users: bool,
+) -> anyhow::Result<()> {
+    let terms: &Terms = &work.terms.0;
+    let (mut kinds, mut values): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
+    let (mut id_kinds, mut id_keys): (Vec<&str>, Vec<String>) = (Vec::new(), Vec::new());
+    for term in terms.matching() {
+        match term.kind {
+            TermKind::UserId => {
+                id_kinds.push("user");
+                id_keys.push(term.value.clone());
+            }
+            TermKind::ExternalContactId => {
+                id_kinds.push("externalContact");
+                id_keys.push(term.value.clone());
+            }
+            TermKind::JourneyCookie => {
+                id_kinds.push("journeyCustomer");
+                id_keys.push(format!("cookie:{}", term.value));
+            }
+            TermKind::DialerContactId => {
+                id_kinds.push("dialerContact");
+                id_keys.push(term.value.clone());
+            }
+            kind => {
+                kinds.push(kind.as_str());
+                values.push(&term.value);
+            }
+        }
+    }
+    sqlx::query(
+        "DELETE FROM subjects s
+          WHERE s.org_id = $1
+            AND NOT ($6 AND s.kind = 'user')
+            AND (s.id IN (SELECT i.subject_id
+                            FROM unnest($2::text[], $3::text[]) AS t(id_type, value)
+                            JOIN subject_identifiers i
+                              ON i.org_id = $1 AND i.id_type = t.id_type AND i.value = t.value)
+                 OR (s.kind, CASE WHEN s.kind = 'dialerContact' THEN split_part(s.ref_key, ':', 2)
+                                  ELSE s.ref_key END)
+                    IN (SELECT * FROM unnest($4::text[], $5::text[])))",
+    )
+    .bind(work.org_id)
+    .bind(&kinds)
+    .bind(&values)
+    .bind(&id_kinds)
+    .bind(&id_keys)
+    .bind(keep_users)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// After an erasure, no stored request may still hold the erased identifiers in plain text:
+/// this one and every finished request naming any of them keep a masked subject only; their
+/// identifiers, replacement terms, job results and export archives go.
+async fn mask_traces(
+    worker: &Worker,
+    conn: &mut PgConnection,
+    request_id: Uuid,
+    work: &RequestWork,
+) -> anyhow::Result<()> {
+    let hashes = term_hashes(&worker.key, &work.terms.0);
+    let requests: Vec<(Uuid, Json<GdprSubject>, Option<String>)> = sqlx::query_as(
+        "SELECT id, subject, name FROM gdpr_requests
+          WHERE org_id = $1 AND term_hashes && $2
+            AND (id = $3 OR status IN ('COMPLETED', 'ERROR')
+                 OR id = (SELECT parent_id FROM gdpr_requests WHERE id = $3))",
+    )
+    .bind(work.org_id)
+    .bind(&hashes)
+    .bind(request_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    let ids: Vec<Uuid> = requests.iter().map(|r| r.0).collect();
+    let masked: Vec<Json<GdprSubject>> = requests
+        .iter()
+        .map(|r| Json(mask_subject(&r.1.0)))
+        .collect();
+    let names: Vec<Option<String>> = requests
+        .iter()
+        .map(|r| r.2.as_ref().map(|_| "[masked]".to_owned()))
+        .collect();
+    sqlx::query(
+        "UPDATE gdpr_requests r
+            SET subject = m.subject, name = m.name, terms = '[]'::jsonb,
+                replacement_terms = NULL, updated_at = now()
+           FROM unnest($1::uuid[], $2::jsonb[], $3::text[]) AS m(id, subject, name)
+          WHERE r.id = m.id",
+    )
+    .bind(&ids)
+    .bind(&masked)
+    .bind(&names)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "UPDATE gdpr_jobs SET result = NULL WHERE request_id = ANY($1) AND result IS NOT NULL",
+    )
+    .bind(&ids)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM export_archives WHERE request_id = ANY($1)")
+        .bind(&ids)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,912 @@
+use std::io::Read;
+
+use gdprd::seed::story;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+use crate::helpers::{ALL_PERMISSIONS, TestApp, expect_error, seed};
+
+async fn seeded(pool: PgPool) -> (TestApp, String) {
+    seed(&pool, 40).await;
+    let app = TestApp::spawn(pool).await;
+    let token = app.token("demo", ALL_PERMISSIONS).await;
+    (app, token)
+}
+
+fn ana() -> Value {
+    json!({
+        "emailAddresses": [story::ANA_EMAIL, story::ANA_ALT_EMAIL],
+        "phoneNumbers": [story::ANA_PHONE]
+    })
+}
+
+fn job<'a>(request: &'a Value, service: &str) -> &'a Value {
+    request["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["service"] == service)
+        .unwrap_or_else(|| panic!("no job for {service}: {request}"))
+}
+
+#[sqlx::test]
+async fn a_request_is_accepted_with_the_genesys_fields(pool: PgPool) {
+    let (app, token) = seeded(pool).await;
+    let request = app
+        .accepted(
+            &token,
+            json!({"requestType": "GDPR_EXPORT", "subject": ana(), "name": "DSAR 42"}),
+        )
+        .await;
+    assert_eq!(request["status"], "INITIATED");
+    assert_eq!(request["requestType"], "GDPR_EXPORT");
+    assert_eq!(request["name"], "DSAR 42");
+    assert_eq!(request["subject"], ana());
+    let id = request["id"].as_str().unwrap();
+    assert_eq!(request["selfUri"], format!("/api/v2/gdpr/requests/{id}"));
+    assert_eq!(request["createdBy"]["name"], "test client");
+    let created = request["createdDate"].as_str().unwrap();
+    assert!(created.ends_with('Z') && created.len() == 24, "{created}");
+    let due = chrono::DateTime::parse_from_rfc3339(request["dueDate"].as_str().unwrap()).unwrap();
+    let created = chrono::DateTime::parse_from_rfc3339(created).unwrap();
+    let days = (due - created).num_days();
+    assert!((28..=31).contains(&days), "due in {days} days");
+    assert!(request.get("resultsUrl").is_none() && request.get("error").is_none());
+    assert_eq!(request["jobs"].as_array().unwrap().len(), 7);
+    for job in request["jobs"].as_array().unwrap() {
+        assert_eq!(job["action"], "export");
+    }
+    let stored: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM gdpr_jobs WHERE request_id = $1::uuid")
+            .bind(id)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        stored, 8,
+        "seven service jobs and the finalize job are durable"
+    );
+}
+
+#[sqlx::test]
+async fn an_access_summary_says_where_the_data_is(pool: PgPool) {
+    let (app, token) = seeded(pool).await;
+    let request = app
+        .accepted(&token, json!({"requestType": "GDPR_GET", "subject": ana()}))
+        .await;
+    let done = app.finished(&token, request["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    assert!(done["completedDate"].as_str().unwrap().ends_with('Z'));
+    let summary = done["accessSummary"].as_array().unwrap();
+    let contacts = summary
+        .iter()
+        .find(|s| s["service"] == "externalContacts")
+        .unwrap();
+    assert_eq!(contacts["records"], 2);
+    assert_eq!(contacts["erasure"], "delete");
+    assert!(!contacts["purpose"].as_str().unwrap().is_empty());
+    assert!(!contacts["categories"].as_array().unwrap().is_empty());
+    let consent = summary.iter().find(|s| s["service"] == "consent").unwrap();
+    assert_eq!(consent["erasure"], "anonymize");
+    assert!(consent["records"].as_i64().unwrap() >= 1);
+    // A dry run: nothing changed.
+    let still: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM demo.external_contacts WHERE work_email = $1 OR personal_email = $1",
+    )
+    .bind(story::ANA_EMAIL)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!(still >= 1);
+}
+
+#[sqlx::test]
+async fn an_export_archive_holds_every_record_of_the_person(pool: PgPool) {
+    let (app, token) = seeded(pool).await;
+    let mut subject = ana();
+    subject["journeyCustomer"] = json!({"type": "cookie", "id": story::ANA_COOKIE});
+    let request = app
+        .accepted(
+            &token,
+            json!({"requestType": "GDPR_EXPORT", "subject": subject}),
+        )
+        .await;
+    let done = app.finished(&token, request["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    let url = done["resultsUrl"].as_str().unwrap();
+    assert!(url.starts_with(&app.address), "absolute URL: {url}");
+    assert_eq!(done["resultsUrls"], json!([url]));
+
+    // No bearer token: the signed link is the credential.
+    let response = reqwest::get(url).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/zip");
+    let bytes = response.bytes().await.unwrap();
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
+    let mut manifest = String::new();
+    zip.by_name("manifest.json")
+        .unwrap()
+        .read_to_string(&mut manifest)
+        .unwrap();
+    let manifest: Value = serde_json::from_str(&manifest).unwrap();
+    assert_eq!(manifest["requestId"], done["id"]);
+
+    // Every row the seed wrote for her, table by table, counted in the database itself.
+    let expected = [
+        (
+            "externalContacts",
+            "external_contacts",
+            "SELECT count(*) FROM demo.external_contacts WHERE lower(work_email) = ANY($1) OR lower(personal_email) = ANY($1) OR regexp_replace(coalesce(cell_phone, '') || coalesce(work_phone, ''), '\\D', '', 'g') LIKE '%5550100001%'",
+        ),
+        (
+            "dialer",
+            "dialer_contacts",
+            "SELECT count(*) FROM demo.dialer_contacts WHERE lower(email) = ANY($1) OR regexp_replace(coalesce(phone, '') || coalesce(alt_phone, ''), '\\D', '', 'g') LIKE '%5550100001%'",
+        ),
+        (
+            "journeys",
+            "journey_visitors",
+            "SELECT count(*) FROM demo.journey_visitors WHERE cookie_id = 'anagarciacookie0000000000a' OR lower(email) = ANY($1)",
+        ),
+        (
+            "journeys",
+            "journey_events",
+            "SELECT count(*) FROM demo.journey_events WHERE cookie_id = 'anagarciacookie0000000000a'",
+        ),
+        (
+            "consent",
+            "consent_records",
+            "SELECT count(*) FROM demo.consent_records WHERE lower(email) = ANY($1) OR regexp_replace(coalesce(phone, ''), '\\D', '', 'g') LIKE '%5550100001%' OR cookie_id = 'anagarciacookie0000000000a'",
+        ),
+        (
+            "conversations",
+            "transcript_lines",
+            "SELECT count(*) FROM demo.transcript_lines WHERE conversation_id IN (SELECT conversation_id FROM demo.conversation_participants WHERE purpose = 'customer' AND (lower(address) = ANY($1) OR regexp_replace(address, '\\D', '', 'g') LIKE '%5550100001%'))",
+        ),
+        (
+            "attachments",
+            "attachments",
+            "SELECT count(*) FROM demo.attachments WHERE lower(uploaded_by) = ANY($1)",
+        ),
+    ];
+    let emails = vec![story::ANA_EMAIL.to_owned(), story::ANA_ALT_EMAIL.to_owned()];
+    for (service, table, sql) in expected {
+        let count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .bind(&emails)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+        assert!(count > 0, "the seed gave her rows in {table}");
+        let mut json = String::new();
+        zip.by_name(&format!("{service}.json"))
+            .unwrap()
+            .read_to_string(&mut json)
+            .unwrap();
+        let data: Value = serde_json::from_str(&json).unwrap();
+        let rows = data[format!("demo.{table}")]
+            .as_array()
+            .or_else(|| data[table].as_array())
+            .unwrap_or_else(|| panic!("{table} missing from {service}.json: {data}"));
+        assert_eq!(rows.len() as i64, count, "{table}");
+        let csv_name = zip
+            .file_names()
+            .filter_map(Result::ok)
+            .find(|n| n.starts_with(&format!("{service}/")) && n.contains(table))
+            .unwrap()
+            .into_owned();
+        let mut csv = String::new();
+        zip.by_name(&csv_name)
+            .unwrap()
+            .read_to_string(&mut csv)
+            .unwrap();
+        assert_eq!(
+            csv.lines().count() as i64,
+            count + 1,
+            "{csv_name}: header and rows"
+        );
+    }
+}
+
+#[sqlx::test]
+async fn result_links_cannot_be_forged_altered_or_used_after_expiry(pool: PgPool) {
+    let (app, token) = seeded(pool).await;
+    let request = app
+        .accepted(
+            &token,
+            json!({"requestType": "GDPR_EXPORT", "subject": ana()}),
+        )
+        .await;
+    let id = request["id"].as_str().unwrap();
+    let done = app.finished(&token, id).await;
+    let url = done["resultsUrl"].as_str().unwrap().to_owned();
+    let file = format!("gdpr-export-{id}.zip");
+
+    let tampered = url.replace("signature=", "signature=00");
+    expect_error(
+        reqwest::get(&tampered).await.unwrap(),
+        403,
+        "not.authorized",
+    )
+    .await;
+    let (base, _) = url.split_once("?expires=").unwrap();
+    let later = format!(
+        "{base}?expires=9999999999&signature={}",
+        url.rsplit_once("signature=").unwrap().1
+    );
+    expect_error(reqwest::get(&later).await.unwrap(), 403, "not.authorized").await;
+    let unsigned = base.to_owned();
+    expect_error(
+        reqwest::get(&unsigned).await.unwrap(),
+        403,
+        "not.authorized",
+    )
+    .await;
+
+    let key = gdprd::secrets::ServerKey::load_or_create(&app.pool)
+        .await
+        .unwrap();
+    let past = chrono::Utc::now().timestamp() - 1;
+    let signature = gdprd::requests::store::sign(&key, id.parse().unwrap(), &file, past);
+    let expired = format!("{base}?expires={past}&signature={signature}");
+    let body = expect_error(reqwest::get(&expired).await.unwrap(), 403, "not.authorized").await;
+    assert!(body["message"].as_str().unwrap().contains("expired"));
+
+    let other_request = url.replace(id, &uuid::Uuid::new_v4().to_string());
+    expect_error(
+        reqwest::get(&other_request).await.unwrap(),
+        403,
+        "not.authorized",
+    )
+    .await;
+    assert_eq!(reqwest::get(&url).await.unwrap().status(), StatusCode::OK);
+}
+
+/// Rows holding a phone number (given by its 10 national digits) in an updatable column of
+/// each service, whatever the spelling.
+async fn phone_rows(pool: &PgPool, digits: &str) -> Vec<i64> {
+    let tables: [(&str, &[&str]); 6] = [
+        ("demo.external_contacts", &["work_phone", "cell_phone"]),
+        ("demo.dialer_contacts", &["phone", "alt_phone"]),
+        ("demo.journey_visitors", &["phone"]),
+        ("demo.consent_records", &["phone"]),
+        ("demo.conversation_participants", &["address"]),
+        ("demo.directory_users", &["phone"]),
+    ];
+    let mut counts = Vec::new();
+    for (table, columns) in tables {
+        let condition = columns
+            .iter()
+            .map(|c| {
+                format!("regexp_replace(coalesce({c}, ''), '\\D', '', 'g') IN ($1, '1' || $1)")
+            })
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let sql = format!("SELECT count(*) FROM {table} WHERE {condition}");
+        counts.push(
+            sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind(digits)
+                .fetch_one(pool)
+                .await
+                .unwrap(),
+        );
+    }
+    counts
+}
+
+#[sqlx::test]
+async fn an_update_is_applied_in_every_service_and_the_index(pool: PgPool) {
+    let (app, token) = seeded(pool).await;
+    let before = phone_rows(&app.pool, "5550100001").await;
+    assert!(
+        before.iter().filter(|c| **c > 0).count() >= 4,
+        "the seed spreads her number: {before:?}"
+    );
+    let request = app
+        .accepted(
+            &token,
+            json!({
+                "requestType": "GDPR_UPDATE",
+                "subject": {"phoneNumbers": [story::ANA_PHONE]},
+                "replacementTerms": [{"type": "PHONE", "existingValue": "555.010.0001", "updatedValue": "+1 555 010 0099"}]
+            }),
+        )
+        .await;
+    assert_eq!(
+        request["replacementTerms"][0]["updatedValue"],
+        "+1 555 010 0099"
+    );
+    let done = app.finished(&token, request["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    let updated: i64 = done["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["updated"].as_i64().unwrap())
+        .sum();
+    assert_eq!(updated, before.iter().sum::<i64>(), "{done}");
+
+    assert_eq!(
+        phone_rows(&app.pool, "5550100001").await,
+        vec![0; before.len()]
+    );
+    assert_eq!(phone_rows(&app.pool, "5550100099").await, before);
+    assert!(
+        app.found(&token, "PHONE", story::ANA_PHONE)
+            .await
+            .is_empty()
+    );
+    let found = app.found(&token, "PHONE", "555-010-0099").await;
+    assert!(
+        found.len() >= 2,
+        "both records of her merge set and her dialer contact: {found:?}"
+    );
+    assert!(found.iter().all(|r| {
+        r["phoneNumbers"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("+1 555 010 0099"))
+    }));
+}
+
+#[sqlx::test]
+async fn an_erasure_leaves_no_plain_text_trace_in_the_database(pool: PgPool) {
+    let (app, token) = seeded(pool).await;
+    // First an export, whose stored request and archive name her too.
+    let export = app
+        .accepted(
+            &token,
+            json!({"requestType": "GDPR_EXPORT", "subject": ana()}),
+        )
+        .await;
+    app.finished(&token, export["id"].as_str().unwrap()).await;
+
+    let subject = json!({
+        "emailAddresses": [story::ANA_EMAIL, story::ANA_ALT_EMAIL],
+        "phoneNumbers": [story::ANA_PHONE],
+        "journeyCustomer": {"type": "cookie", "id": story::ANA_COOKIE}
+    });
+    let request = app
+        .accepted(
+            &token,
+            json!({"requestType": "GDPR_DELETE", "subject": subject}),
+        )
+        .await;
+    let done = app.finished(&token, request["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    assert_eq!(job(&done, "externalContacts")["action"], "delete");
+    assert!(job(&done, "externalContacts")["deleted"].as_i64().unwrap() >= 2);
+    assert_eq!(job(&done, "conversations")["action"], "anonymize");
+    assert!(job(&done, "conversations")["anonymized"].as_i64().unwrap() >= 1);
+    assert_eq!(
+        done["subject"]["emailAddresses"][0],
+        "a*********@example.com"
+    );
+
+    assert!(
+        app.found(&token, "EMAIL", story::ANA_EMAIL)
+            .await
+            .is_empty()
+    );
+    assert!(
+        app.found(&token, "PHONE", story::ANA_PHONE)
+            .await
+            .is_empty()
+    );
+    let export_now = app.request(&token, export["id"].as_str().unwrap()).await;
+    assert!(
+        export_now.get("resultsUrl").is_none(),
+        "the earlier export's archive is gone"
+    );
+
+    let dump = crate::cli::pg_dump(&app.pool);
+    let lower = dump.to_lowercase();
+    for secret in [
+        story::ANA_EMAIL,
+        story::ANA_ALT_EMAIL,
+        story::ANA_PHONE,
+        story::ANA_ALT_PHONE,
+        story::ANA_DIALER_PHONE,
+        story::ANA_PHONE_E164,
+        story::ANA_COOKIE,
+        "555.010.0001",
+        "555 010 0001",
+    ] {
+        assert!(
+            !lower.contains(&secret.to_lowercase()),
+            "{secret} is still in the database"
+        );
+    }
+    // Her namesake is untouched.
+    assert!(lower.contains(story::OTHER_ANA_EMAIL));
+}
+
+#[sqlx::test]
+async fn an_active_employee_keeps_the_directory_record_and_loses_the_rest(pool: PgPool) {
+    let (app, token) = seeded(pool).await;
+    let user_id: uuid::Uuid =
+        sqlx::query_scalar("SELECT id FROM demo.directory_users WHERE email = $1")
+            .bind(story::JONAS_EMAIL)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    let request = app
+        .accepted(
+            &token,
+            json!({"requestType": "GDPR_DELETE", "subject": {"userId": user_id.to_string()}}),
+        )
+        .await;
+    let done = app.finished(&token, request["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    let directory = job(&done, "directory");
+    assert_eq!(directory["retained"], 1);
+    assert!(
+        directory["retainedReason"]
+            .as_str()
+            .unwrap()
+            .contains("active")
+    );
+    assert_eq!(directory["anonymized"], 0);
+    let kept: String = sqlx::query_scalar("SELECT email FROM demo.directory_users WHERE id = $1")
+        .bind(user_id)
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(kept, story::JONAS_EMAIL);
+    let conversations = job(&done, "conversations");
+    assert!(conversations["anonymized"].as_i64().unwrap() >= 1, "{done}");
+    let agent_rows: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM demo.conversation_participants WHERE name = $1")
+            .bind(story::JONAS_NAME)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(agent_rows, 0);
+}
+
+#[sqlx::test]
+async fn a_merge_set_request_fans_out_and_members_finish_independently(pool: PgPool) {
+    let (app, token) = seeded(pool).await;
+    let members: Vec<(uuid::Uuid, Option<String>)> = sqlx::query_as(
+        "SELECT id, personal_email FROM demo.external_contacts
+          WHERE canonical_contact_id = (SELECT canonical_contact_id FROM demo.external_contacts WHERE work_email = $1 OR personal_email = $1 LIMIT 1)
+          ORDER BY id",
+    )
+    .bind(story::ANA_EMAIL)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(members.len(), 2);
+    // A record known only by the second member's own email is under a legal hold: the
+    // database itself refuses to delete it.
+    let held = uuid::Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO demo.external_contacts (id, org_id, name, personal_email)
+         SELECT $1, org_id, 'Held', $2 FROM demo.external_contacts WHERE id = $3",
+    )
+    .bind(held)
+    .bind(story::ANA_ALT_EMAIL)
+    .bind(members[0].0)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN RAISE EXCEPTION 'legal hold on this contact'; END $$;
+         CREATE TRIGGER hold BEFORE DELETE ON demo.external_contacts
+           FOR EACH ROW WHEN (OLD.id = '{held}') EXECUTE FUNCTION refuse();"
+    )))
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let request = app
+        .accepted(&token, json!({"requestType": "GDPR_DELETE", "subject": {"externalContactId": members[0].0.to_string()}}))
+        .await;
+    let related = request["relatedRequests"].as_array().unwrap().clone();
+    assert_eq!(related.len(), 2, "{request}");
+    assert!(request["jobs"].as_array().unwrap().is_empty());
+    let done = app.finished(&token, request["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "ERROR", "{done}");
+    assert!(
+        done["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 of 2")
+    );
+
+    let mut statuses = Vec::new();
+    for r in &related {
+        let child = app.finished(&token, r["id"].as_str().unwrap()).await;
+        statuses.push((
+            child["subject"]["externalContactId"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned(),
+            child["status"].as_str().unwrap().to_owned(),
+            child.clone(),
+        ));
+    }
+    let failed: Vec<_> = statuses.iter().filter(|s| s.1 == "ERROR").collect();
+    let completed: Vec<_> = statuses.iter().filter(|s| s.1 == "COMPLETED").collect();
+    assert_eq!((failed.len(), completed.len()), (1, 1), "{statuses:?}");
+    let reason = failed[0].2["error"]["message"].as_str().unwrap();
+    assert!(
+        reason.contains("externalContacts") && reason.contains("legal hold"),
+        "{reason}"
+    );
+    let contacts = job(&failed[0].2, "externalContacts");
+    assert_eq!(contacts["status"], "ERROR");
+    assert_eq!(contacts["attempts"], 5);
+    let mut all = members.iter().map(|m| m.0).collect::<Vec<_>>();
+    all.push(held);
+    let remaining: Vec<uuid::Uuid> =
+        sqlx::query_scalar("SELECT id FROM demo.external_contacts WHERE id = ANY($1)")
+            .bind(&all)
+            .fetch_all(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        remaining,
+        [held],
+        "the merge set is erased; the held record is whole"
+    );
+}
+
+#[sqlx::test]
+async fn a_job_that_fails_twice_then_succeeds_completes(pool: PgPool) {
+    let (app, token) = seeded(pool).await;
+    sqlx::raw_sql(
+        "CREATE SEQUENCE flaky;
+         CREATE FUNCTION flaky() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF nextval('flaky') <= 2 THEN RAISE EXCEPTION 'consent store briefly unavailable'; END IF;
+           RETURN NEW;
+         END $$;
+         CREATE TRIGGER flaky BEFORE UPDATE ON demo.consent_records
+           FOR EACH STATEMENT EXECUTE FUNCTION flaky();",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let request = app
+        .accepted(
+            &token,
+            json!({"requestType": "GDPR_DELETE", "subject": ana()}),
+        )
+        .await;
+    let done = app.finished(&token, request["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    let consent = job(&done, "consent");
+    assert_eq!(consent["attempts"], 3);
+    assert_eq!(consent["status"], "COMPLETED");
+    assert!(consent["anonymized"].as_i64().unwrap() >= 1);
+    assert!(consent.get("error").is_none());
+}
+
+#[sqlx::test]
+async fn concurrent_duplicate_posts_create_exactly_one_request(pool: PgPool) {
+    seed(&pool, 10).await;
+    let app = TestApp::spawn_without_worker(pool).await;
+    let token = app.token("demo", ALL_PERMISSIONS).await;
+    let body = json!({"requestType": "GDPR_EXPORT", "subject": ana()});
+    let posts = (0..12).map(|_| app.submit(&token, &body, false));
+    let responses = futures::future::join_all(posts).await;
+    let mut ids = std::collections::BTreeSet::new();
+    let mut accepted = 0;
+    for response in responses {
+        match response.status() {
+            StatusCode::ACCEPTED => accepted += 1,
+            StatusCode::OK => {}
+            other => panic!("unexpected {other}"),
+        }
+        let body: Value = response.json().await.unwrap();
+        ids.insert(body["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!((accepted, ids.len()), (1, 1));
+    // The same subject spelled differently is the same subject.
+    let respelled = json!({"requestType": "GDPR_EXPORT", "subject": {
+        "emailAddresses": ["ANA.G@mail.example", " Ana.Garcia@Example.com"],
+        "phoneNumbers": ["+1 555 010 0001"]
+    }});
+    let again = app.submit(&token, &respelled, false).await;
+    assert_eq!(again.status(), StatusCode::OK);
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM gdpr_requests")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
+}
+
+#[sqlx::test]
+async fn an_idempotency_key_returns_the_same_request(pool: PgPool) {
+    seed(&pool, 10).await;
+    let app = TestApp::spawn(pool).await;
+    let token = app.token("demo", ALL_PERMISSIONS).await;
+    let post = |body: Value| {
+        app.http
+            .post(app.url("/api/v2/gdpr/requests"))
+            .bearer_auth(&token)
+            .header("Idempotency-Key", "order-7")
+            .json(&body)
+            .send()
+    };
+    let body = json!({"requestType": "GDPR_GET", "subject": ana()});
+    let first = post(body.clone()).await.unwrap();
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let first: Value = first.json().await.unwrap();
+    app.finished(&token, first["id"].as_str().unwrap()).await;
+    let second = post(body).await.unwrap();
+    assert_eq!(second.status(), StatusCode::OK);
+    assert_eq!(second.json::<Value>().await.unwrap()["id"], first["id"]);
+    let different =
+        post(json!({"requestType": "GDPR_GET", "subject": {"emailAddresses": ["x@example.com"]}}))
+            .await
+            .unwrap();
+    expect_error(different, 409, "conflict").await;
+}
+
+#[sqlx::test]
+async fn an_erasure_by_a_shared_name_is_refused_with_the_candidates(pool: PgPool) {
+    let (app, token) = seeded(pool).await;
+    let response = app
+        .submit(
+            &token,
+            &json!({"requestType": "GDPR_DELETE", "subject": {"name": "ana garcia"}}),
+            true,
+        )
+        .await;
+    let body = expect_error(response, 409, "conflict").await;
+    let candidates = body["candidates"].as_array().unwrap();
+    assert_eq!(candidates.len(), 2, "{body}");
+    let names: Vec<&str> = candidates
+        .iter()
+        .map(|c| c[0]["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&story::ANA_NAME) && names.contains(&story::OTHER_ANA_NAME));
+    let ana = candidates
+        .iter()
+        .find(|c| c[0]["name"] == story::ANA_NAME)
+        .unwrap();
+    assert!(
+        ana.as_array().unwrap().len() >= 2,
+        "her merge set counts as one person: {ana}"
+    );
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM gdpr_requests")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 0);
+    // Other request types, and erasures with a strong identifier, are not ambiguous.
+    app.accepted(
+        &token,
+        json!({"requestType": "GDPR_GET", "subject": {"name": "ana garcia"}}),
+    )
+    .await;
+    app.accepted(&token, json!({"requestType": "GDPR_DELETE", "subject": {"name": "ana garcia", "emailAddresses": [story::OTHER_ANA_EMAIL]}})).await;
+}
+
+#[sqlx::test]
+async fn invalid_requests_get_a_clear_400(pool: PgPool) {
+    let (app, token) = seeded(pool).await;
+    let cases = [
+        (
+            json!({"requestType": "GDPR_DELETE", "subject": ana()}),
+            false,
+            "deleteConfirmed",
+        ),
+        (
+            json!({"requestType": "GDPR_EXPORT", "subject": ana(), "replacementTerms": [{"type": "EMAIL", "existingValue": "a@b.c", "updatedValue": "d@e.f"}]}),
+            false,
+            "replacementTerms",
+        ),
+        (
+            json!({"requestType": "GDPR_UPDATE", "subject": ana()}),
+            false,
+            "replacementTerms",
+        ),
+        (
+            json!({"requestType": "GDPR_UPDATE", "subject": ana(), "replacementTerms": [{"type": "EMAIL", "existingValue": "a@b.c", "updatedValue": "nope"}]}),
+            false,
+            "replacementTerms[0].updatedValue",
+        ),
+        (
+            json!({"requestType": "GDPR_EXPORT", "subject": {}}),
+            false,
+            "subject",
+        ),
+        (json!({"requestType": "GDPR_EXPORT"}), false, "subject"),
+        (
+            json!({"requestType": "GDPR_ERASE", "subject": ana()}),
+            false,
+            "requestType",
+        ),
+        (json!({"subject": ana()}), false, "requestType"),
+        (
+            json!({"requestType": "GDPR_EXPORT", "subject": {"phoneNumbers": ["call me"]}}),
+            false,
+            "phoneNumbers[0]",
+        ),
+        (
+            json!({"requestType": "GDPR_EXPORT", "subject": {"dialerContactId": {"id": "x"}}}),
+            false,
+            "dialerContactId.contactListId",
+        ),
+    ];
+    for (body, confirmed, field) in cases {
+        let response = app.submit(&token, &body, confirmed).await;
+        let error = expect_error(response, 400, "invalid.value").await;
+        assert_eq!(error["details"][0]["fieldName"], field, "{error}");
+    }
+    let bad_flag = app
+        .http
+        .post(app.url("/api/v2/gdpr/requests?deleteConfirmed=yes"))
+        .bearer_auth(&token)
+        .json(&json!({"requestType": "GDPR_DELETE", "subject": ana()}))
+        .send()
+        .await
+        .unwrap();
+    expect_error(bad_flag, 400, "invalid.value").await;
+    let wrong_shape = app
+        .submit(
+            &token,
+            &json!({"requestType": "GDPR_EXPORT", "subject": {"emailAddresses": "a@b.c"}}),
+            false,
+        )
+        .await;
+    expect_error(wrong_shape, 400, "bad.request").await;
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM gdpr_requests")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(count, 0, "nothing half-written");
+}
+
+#[sqlx::test]
+async fn an_unknown_id_is_a_404(pool: PgPool) {
+    let (app, token) = seeded(pool).await;
+    for subject in [
+        json!({"userId": "no-such-user"}),
+        json!({"externalContactId": "no-such-contact"}),
+        json!({"journeyCustomer": {"type": "cookie", "id": "nope"}}),
+    ] {
+        let response = app
+            .submit(
+                &token,
+                &json!({"requestType": "GDPR_EXPORT", "subject": subject}),
+                false,
+            )
+            .await;
+        expect_error(response, 404, "not.found").await;
+    }
+    let missing = app
+        .http
+        .get(app.url(&format!("/api/v2/gdpr/requests/{}", uuid::Uuid::new_v4())))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    expect_error(missing, 404, "not.found").await;
+    let garbage = app
+        .http
+        .get(app.url("/api/v2/gdpr/requests/..%2F..%2Fetc"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    expect_error(garbage, 404, "not.found").await;
+}
+
+#[sqlx::test]
+async fn a_journey_customer_resolves_to_every_identifier_of_the_record(pool: PgPool) {
+    let (app, token) = seeded(pool).await;
+    let request = app
+        .accepted(&token, json!({"requestType": "GDPR_GET", "subject": {"journeyCustomer": {"type": "cookie", "id": story::ANA_COOKIE}}}))
+        .await;
+    let done = app.finished(&token, request["id"].as_str().unwrap()).await;
+    let summary = done["accessSummary"].as_array().unwrap();
+    let journeys = summary.iter().find(|s| s["service"] == "journeys").unwrap();
+    assert!(journeys["records"].as_i64().unwrap() >= 2);
+    // The visitor identified herself by email: her contacts are found through it.
+    let contacts = summary
+        .iter()
+        .find(|s| s["service"] == "externalContacts")
+        .unwrap();
+    assert!(contacts["records"].as_i64().unwrap() >= 1, "{done}");
+}
+
+#[sqlx::test]
+async fn requests_are_listed_newest_first_in_pages(pool: PgPool) {
+    seed(&pool, 10).await;
+    let app = TestApp::spawn_without_worker(pool).await;
+    let token = app.token("demo", ALL_PERMISSIONS).await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let body = json!({"requestType": "GDPR_GET", "subject": {"emailAddresses": [format!("person{i}@example.com")]}});
+        ids.push(
+            app.accepted(&token, body).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let page = |size: &str, number: &str| {
+        app.http
+            .get(app.url("/api/v2/gdpr/requests"))
+            .bearer_auth(&token)
+            .query(&[("pageSize", size), ("pageNumber", number)])
+            .send()
+    };
+    let first: Value = page("2", "1").await.unwrap().json().await.unwrap();
+    assert_eq!(first["total"], 3);
+    assert_eq!(first["pageCount"], 2);
+    assert_eq!(first["entities"][0]["id"], ids[2].as_str());
+    assert_eq!(first["entities"][1]["id"], ids[1].as_str());
+    assert_eq!(
+        first["nextUri"],
+        "/api/v2/gdpr/requests?pageSize=2&pageNumber=2"
+    );
+    let second: Value = page("2", "2").await.unwrap().json().await.unwrap();
+    assert_eq!(second["entities"][0]["id"], ids[0].as_str());
+    let default: Value = app
+        .http
+        .get(app.url("/api/v2/gdpr/requests"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(default["pageSize"], 25);
+    expect_error(page("101", "1").await.unwrap(), 400, "invalid.value").await;
+
+    let other = app.token("globex", ALL_PERMISSIONS).await;
+    let theirs: Value = app
+        .http
+        .get(app.url("/api/v2/gdpr/requests"))
+        .bearer_auth(&other)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(theirs["total"], 0);
+    let peek = app
+        .http
+        .get(app.url(&format!("/api/v2/gdpr/requests/{}", ids[0])))
+        .bearer_auth(&other)
+        .send()
+        .await
+        .unwrap();
+    expect_error(peek, 404, "not.found").await;
+}
+
+#[sqlx::test]
+async fn request_endpoints_check_their_permissions(pool: PgPool) {
+    let app = TestApp::spawn_without_worker(pool).await;
+    let viewer = app.token("demo", &["gdpr:request:view"]).await;
+    let response = app
+        .submit(
+            &viewer,
+            &json!({"requestType": "GDPR_GET", "subject": ana()}),
+            false,
+        )
+        .await;
+    let body = expect_error(response, 403, "missing.any.permissions").await;
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("gdpr:request:add")
+    );
+    let adder = app.token("demo", &["gdpr:request:add"]).await;
+    let list = app
+        .http
+        .get(app.url("/api/v2/gdpr/requests"))
+        .bearer_auth(&adder)
+        .send()
+        .await
+        .unwrap();
+    expect_error(list, 403, "missing.any.permissions").await;
+}
