@@ -1,0 +1,185 @@
+//! The rows of one chunk of people, in COPY text format, table by table.
+
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::index::IndexRecord;
+use crate::index::store::{copy_in, copy_row};
+
+/// Every table the seed writes, in an order that satisfies their foreign keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Table {
+    DirectoryUsers,
+    ExternalContacts,
+    DialerContacts,
+    Conversations,
+    Participants,
+    TranscriptLines,
+    Attachments,
+    JourneyVisitors,
+    JourneySessions,
+    JourneyEvents,
+    ConsentRecords,
+    Subjects,
+    SubjectIdentifiers,
+}
+
+const TABLES: usize = 13;
+
+impl Table {
+    const ALL: [Table; TABLES] = [
+        Table::DirectoryUsers,
+        Table::ExternalContacts,
+        Table::DialerContacts,
+        Table::Conversations,
+        Table::Participants,
+        Table::TranscriptLines,
+        Table::Attachments,
+        Table::JourneyVisitors,
+        Table::JourneySessions,
+        Table::JourneyEvents,
+        Table::ConsentRecords,
+        Table::Subjects,
+        Table::SubjectIdentifiers,
+    ];
+
+    /// Every statement names `org_id` first: [`Batch::row`] writes it.
+    fn copy_statement(self) -> &'static str {
+        match self {
+            Table::DirectoryUsers => {
+                "COPY demo.directory_users (org_id, id, name, email, phone, title, department, \
+                 active, created_at) FROM STDIN"
+            }
+            Table::ExternalContacts => {
+                "COPY demo.external_contacts (org_id, id, canonical_contact_id, name, title, \
+                 work_email, personal_email, work_phone, cell_phone, address, twitter_handle, \
+                 instagram_handle, facebook_id, whatsapp_number, external_id, created_at, \
+                 modified_at) FROM STDIN"
+            }
+            Table::DialerContacts => {
+                "COPY demo.dialer_contacts (org_id, id, contact_list_id, name, phone, alt_phone, \
+                 email, address, callable, last_attempt_at, last_result) FROM STDIN"
+            }
+            Table::Conversations => {
+                "COPY demo.conversations (org_id, id, channel, queue_name, started_at, ended_at) \
+                 FROM STDIN"
+            }
+            Table::Participants => {
+                "COPY demo.conversation_participants (org_id, id, conversation_id, purpose, name, \
+                 address, user_id) FROM STDIN"
+            }
+            Table::TranscriptLines => {
+                "COPY demo.transcript_lines (org_id, id, conversation_id, seq, speaker, body) \
+                 FROM STDIN"
+            }
+            Table::Attachments => {
+                "COPY demo.attachments (org_id, id, conversation_id, uploaded_by, file_name, \
+                 content_type, content, created_at) FROM STDIN"
+            }
+            Table::JourneyVisitors => {
+                "COPY demo.journey_visitors (org_id, cookie_id, name, email, phone, first_seen, \
+                 last_seen) FROM STDIN"
+            }
+            Table::JourneySessions => {
+                "COPY demo.journey_sessions (org_id, id, cookie_id, started_at, ip_address, \
+                 user_agent, referrer) FROM STDIN"
+            }
+            Table::JourneyEvents => {
+                "COPY demo.journey_events (org_id, id, session_id, cookie_id, event_type, \
+                 page_url, input_text, created_at) FROM STDIN"
+            }
+            Table::ConsentRecords => {
+                "COPY demo.consent_records (org_id, id, email, phone, cookie_id, purpose, \
+                 granted, source, recorded_at) FROM STDIN"
+            }
+            Table::Subjects => {
+                "COPY subjects (org_id, id, kind, ref_key, record, canonical_contact_id) FROM STDIN"
+            }
+            Table::SubjectIdentifiers => {
+                "COPY subject_identifiers (org_id, id_type, value, subject_id) FROM STDIN"
+            }
+        }
+    }
+}
+
+/// The rows of a chunk of people, ready to be sent with COPY.
+pub(super) struct Batch {
+    org_id: String,
+    pub people: u64,
+    copy: [String; TABLES],
+    rows: [u64; TABLES],
+}
+
+impl Batch {
+    pub fn new(org_id: Uuid) -> Batch {
+        Batch {
+            org_id: org_id.to_string(),
+            people: 0,
+            copy: Default::default(),
+            rows: [0; TABLES],
+        }
+    }
+
+    /// Appends a row of `table`; `fields` are its columns after `org_id`.
+    pub fn row(&mut self, table: Table, fields: &[Option<&str>]) {
+        let out = &mut self.copy[table as usize];
+        out.push_str(&self.org_id);
+        out.push('\t');
+        copy_row(out, fields);
+        self.rows[table as usize] += 1;
+    }
+
+    /// Appends an index record with its identifiers. The ids are fresh, so the record goes
+    /// straight into the index without the merge an import needs.
+    pub fn index(&mut self, id: Uuid, record: &IndexRecord) -> anyhow::Result<()> {
+        let id = id.to_string();
+        let json = serde_json::to_string(&record.subject)?;
+        self.row(
+            Table::Subjects,
+            &[
+                Some(&id),
+                Some(record.key.kind.as_str()),
+                Some(&record.key.key),
+                Some(&json),
+                record.canonical_contact_id.as_deref(),
+            ],
+        );
+        for (kind, value) in &record.identifiers {
+            self.row(
+                Table::SubjectIdentifiers,
+                &[Some(kind.as_str()), Some(value.as_str()), Some(&id)],
+            );
+        }
+        Ok(())
+    }
+
+    pub fn rows(&self, table: Table) -> u64 {
+        self.rows[table as usize]
+    }
+
+    pub fn index_records(&self) -> u64 {
+        self.rows(Table::Subjects)
+    }
+
+    /// Rows of the demo services (the index not counted).
+    pub fn service_rows(&self) -> u64 {
+        Table::ALL
+            .into_iter()
+            .filter(|t| !matches!(t, Table::Subjects | Table::SubjectIdentifiers))
+            .map(|t| self.rows(t))
+            .sum()
+    }
+
+    /// Sends every table with COPY, in foreign-key order.
+    pub async fn write(self, conn: &mut PgConnection) -> sqlx::Result<()> {
+        for (table, data) in Table::ALL.into_iter().zip(self.copy) {
+            copy_in(conn, table.copy_statement(), data).await?;
+        }
+        Ok(())
+    }
+
+    #[cfg(test)]
+    pub fn tables(&self) -> &[String] {
+        &self.copy
+    }
+}
