@@ -1,0 +1,222 @@
+"""Writes BENCHMARKS.md and bench/latency.png from the results bench/run.sh left in a folder.
+
+Usage: report.py RESULTS_DIR PG_VERSION COMMAND
+"""
+
+import datetime
+import glob
+import json
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+results_dir, pg_version, command = sys.argv[1], sys.argv[2], sys.argv[3].strip()
+bench_dir = os.path.dirname(os.path.abspath(__file__))
+repo = os.path.dirname(bench_dir)
+runs = sorted((json.load(open(p)) for p in glob.glob(os.path.join(results_dir, "result-*.json"))),
+              key=lambda r: r["subjects"])
+if not runs:
+    sys.exit("no results")
+
+
+def machine():
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    mem_kb = next(int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("MemTotal"))
+    return os.cpu_count(), mem_kb / 1024 / 1024, cpu
+
+
+def f(x, digits=1):
+    if x is None:
+        return "–"
+    if isinstance(x, float) and x != x:
+        return "–"
+    return f"{x:,.{digits}f}"
+
+
+def i(x):
+    return f"{x:,}"
+
+
+def ok(cond):
+    return "met" if cond else "**not met**"
+
+
+ncpu, mem_gb, cpu = machine()
+# The time of the run: when its last result was written.
+last_written = max(os.path.getmtime(p) for p in glob.glob(os.path.join(results_dir, "result-*.json")))
+now = datetime.datetime.fromtimestamp(last_written, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+cols = [r["subjects"] for r in runs]
+head = "| | " + " | ".join(f"{c:,} subjects" for c in cols) + " |\n|---|" + "---:|" * len(cols) + "\n"
+
+
+def row(label, fn):
+    return f"| {label} | " + " | ".join(fn(r) for r in runs) + " |\n"
+
+
+def seed_rate(r):
+    return r["subjects"] / r["seed_s"]
+
+
+def ratio(r):
+    return r["api_rps"] / r["pg_tps"]
+
+
+out = []
+out.append("# Benchmarks\n\n")
+out.append(f"Measured {now} with `{command}`; the script's header describes what it does, and it "
+           "is not part of the test command. Every figure below comes from that one run; the machine "
+           "runs the load generators, gdprd and PostgreSQL at once, so ratios measured in the same "
+           "run mean more than absolute figures.\n\n")
+out.append("## Machine\n\n")
+out.append(f"| | |\n|---|---|\n| CPU | {cpu} |\n| Cores (nproc) | {ncpu} |\n"
+           f"| Memory | {mem_gb:.1f} GiB |\n| PostgreSQL | {pg_version} |\n"
+           f"| Load | wrk, {runs[0]['connections']} connections, {runs[0]['duration_s']} s per run; "
+           f"pgbench {runs[0]['connections']} clients, prepared |\n"
+           f"| gdprd | release build, `gdprd serve` (API and worker in one process), rate limits "
+           f"lifted, worker concurrency {runs[0]['worker_concurrency'].replace('default', 'default (4)')} |\n\n")
+
+out.append("## Against the targets\n\n")
+out.append(head)
+out.append(row("Seeding ≥ 20,000 subjects/s",
+               lambda r: f"{f(seed_rate(r), 0)}/s: {ok(seed_rate(r) >= 20000)}"))
+out.append(row("Search ≥ 0.5 × pgbench",
+               lambda r: f"{f(ratio(r), 2)}: {ok(ratio(r) >= 0.5)}"))
+out.append(row("Search p99 ≤ 10 ms",
+               lambda r: f"{f(r['api_p99_ms'], 2)} ms: {ok(r['api_p99_ms'] <= 10)}"))
+out.append(row("≥ 200 completed erasures/s",
+               lambda r: f"{f(r['pipeline']['batch_completed_per_s'])}/s: "
+                         f"{ok((r['pipeline']['batch_completed_per_s'] or 0) >= 200)}"))
+out.append(row("p50 submit→COMPLETED < 200 ms",
+               lambda r: f"{f(r['pipeline']['single_p50_ms'], 0)} ms: "
+                         f"{ok((r['pipeline']['single_p50_ms'] or 1e9) < 200)}"))
+out.append("\n(The request throughput is over a mixed batch, half erasures and half exports.)\n\n")
+
+out.append("## Every figure\n\n")
+out.append(head)
+out.append("| **Seeding** (`gdprd seed --subjects N`) | |\n")
+out.append(row("wall time", lambda r: f"{f(r['seed_s'])} s"))
+out.append(row("people/s", lambda r: f(seed_rate(r), 0)))
+out.append(row("index records (subjects)", lambda r: i(r["index_records"])))
+out.append(row("identifiers (subject_identifiers)", lambda r: i(r["identifiers"])))
+out.append(row("service rows", lambda r: i(r["service_rows"])))
+out.append(row("index records/s", lambda r: f(r["index_records"] / r["seed_s"], 0)))
+out.append(row("service rows/s", lambda r: f(r["service_rows"] / r["seed_s"], 0)))
+out.append(row("database size", lambda r: f"{r['db_bytes'] / 2**20:,.0f} MiB"))
+out.append("| **Search** `GET /api/v2/gdpr/subjects` | |\n")
+out.append(row("distinct search keys (raw spellings)", lambda r: i(r["search_keys"])))
+out.append(row("API requests/s", lambda r: f(r["api_rps"], 0)))
+out.append(row("API latency p50", lambda r: f"{f(r['api_p50_ms'], 2)} ms"))
+out.append(row("API latency p99", lambda r: f"{f(r['api_p99_ms'], 2)} ms"))
+out.append(row("API non-200 answers", lambda r: i(r["api_non2xx"])))
+out.append(row("pgbench (same statement) transactions/s", lambda r: f(r["pg_tps"], 0)))
+out.append(row("pgbench average latency", lambda r: f"{f(r['pg_latency_avg_ms'], 2)} ms"))
+out.append(row("**API / pgbench**", lambda r: f"**{f(ratio(r), 2)}**"))
+out.append(row("PostgreSQL busy time per API search", lambda r: f"{f(r['api_db_ms'], 3)} ms"))
+out.append(row("gdprd CPU time per API search", lambda r: f"{f(r['api_gdprd_cpu_ms'], 3)} ms"))
+out.append(row("machine load average (1 min) before the search load",
+               lambda r: f(r.get("loadavg_before_search"), 2)))
+out.append(row("machine CPU busy during the API load", lambda r: f"{r['api_machine_busy'] * 100:.0f} %"))
+out.append(row("PostgreSQL busy time per pgbench search", lambda r: f"{f(r['pg_db_ms'], 3)} ms"))
+out.append("| **Request pipeline** | |\n")
+out.append(row("batch submitted at once", lambda r: f"{r['batch']} GDPR_DELETE + {r['batch']} GDPR_EXPORT"))
+out.append(row("accepted (202/200)", lambda r: i(r["pipeline"]["batch_accepted"])))
+out.append(row("time to submit the batch", lambda r: f"{f(r['pipeline']['batch_submit_s'], 2)} s"))
+out.append(row("time until all COMPLETED", lambda r: f"{f(r['pipeline']['batch_wall_s'], 1)} s"
+               + (" (timed out)" if r["pipeline"]["batch_timed_out"] else "")))
+out.append(row("completed (of which ERROR)", lambda r: f"{r['pipeline']['batch_done']} ({r['pipeline']['batch_errors']})"))
+out.append(row("completed requests/s", lambda r: f(r["pipeline"]["batch_completed_per_s"])))
+out.append(row("jobs in the batch", lambda r: i(r["pipeline"]["batch_jobs"])))
+out.append(row("PostgreSQL busy time per request (batch)",
+               lambda r: f"{f(r['pipeline']['batch_db_active_ms_per_request'], 1)} ms"))
+out.append(row("committed transactions per request (batch)",
+               lambda r: f(r["pipeline"].get("batch_commits_per_request"), 1)))
+out.append(row(f"single erasure submit→COMPLETED p50 (client, 10 ms polling)",
+               lambda r: f"{f(r['pipeline']['single_p50_ms'], 0)} ms"))
+out.append(row("single erasure submit→COMPLETED p99",
+               lambda r: f"{f(r['pipeline']['single_p99_ms'], 0)} ms"))
+out.append(row("single erasure created→completed p50 (server timestamps)",
+               lambda r: f"{f(r['pipeline']['single_server_p50_ms'], 0)} ms"))
+out.append(row("PostgreSQL busy time per single erasure (with its polling)",
+               lambda r: f"{f(r['pipeline']['single_db_active_ms_per_request'], 1)} ms"))
+out.append("| **Server memory** (gdprd process) | |\n")
+out.append(row("RSS after start", lambda r: f"{r['rss_idle_kb'] / 1024:,.0f} MiB"))
+out.append(row("peak RSS (VmHWM) after the search load", lambda r: f"{r['rss_search_kb'] / 1024:,.0f} MiB"))
+out.append(row("peak RSS (VmHWM) after the pipeline", lambda r: f"{r['rss_peak_kb'] / 1024:,.0f} MiB"))
+out.append("\n")
+out.append("Search keys: up to 200 random index records per search type, searched with the "
+           "spellings their records hold (so phone numbers in national format, names with their "
+           "accents and case); pgbench runs the statement of `src/index/store.rs` `search` with "
+           "the normalized values of the same records. PostgreSQL busy time is the growth of "
+           "`pg_stat_database.active_time` over the phase divided by the operations, i.e. the SQL "
+           "cost of one operation as PostgreSQL sees it.\n\n")
+out.append(f"Search keys by type (largest run): {runs[-1]['search_key_types']}.\n\n")
+
+last = runs[-1]
+out.append(f"## Search statement plan ({last['subjects']:,} subjects)\n\n```\n{last['explain'].strip()}\n```\n\n")
+
+
+def tables(tsv):
+    lines = [l.split("\t") for l in tsv.strip().splitlines() if l.strip()]
+    s = "| table | seq scans | rows read by seq scans | index scans | rows written |\n|---|---:|---:|---:|---:|\n"
+    for l in lines[:15]:
+        s += f"| {l[0]} | " + " | ".join(f"{int(x):,}" for x in l[1:]) + " |\n"
+    return s
+
+
+out.append(f"## Table access during the search load ({last['subjects']:,} subjects)\n\n")
+out.append(tables(last["tables_search"]) + "\n")
+out.append(f"## Table access during the pipeline ({last['subjects']:,} subjects)\n\n")
+out.append(tables(last["tables_pipeline"]) + "\n")
+
+def exec_ms(text):
+    times = [float(l.split(":")[1].split()[0]) for l in text.splitlines() if l.startswith("Execution Time")]
+    return times + [None] * (2 - len(times))
+
+
+out.append("## The index clean-up of an erasure\n\n")
+out.append("`DELETE FROM subjects` of `src/worker/finalize.rs` for a subject given by one email "
+           "address, as written there and rewritten as one `IN` list over a `UNION ALL` of index "
+           "lookups (EXPLAIN ANALYZE on the benchmark database, rolled back):\n\n")
+out.append("| | " + " | ".join(f"{c:,} subjects" for c in cols) + " |\n|---|" + "---:|" * len(cols) + "\n")
+out.append(row("as written (execution time)", lambda r: f"{f(exec_ms(r['index_delete'])[0], 2)} ms"))
+out.append(row("rewritten (execution time)", lambda r: f"{f(exec_ms(r['index_delete'])[1], 3)} ms"))
+out.append(f"\n```\n{last['index_delete'].strip()}\n```\n\n")
+
+analysis = os.path.join(bench_dir, "analysis.md")
+if os.path.exists(analysis):
+    out.append(open(analysis).read().strip() + "\n\n")
+
+out.append("## Reproducing\n\n```sh\nbench/run.sh                       # 10,000 and 100,000 subjects\n"
+           "bench/run.sh 10000 100000 1000000  # and a million (seeding alone takes about 15 minutes)\n```\n\n"
+           "It needs wrk (`apt-get install wrk`), pgbench and psql, python3, and a PostgreSQL "
+           "server as `scripts/pg-env.sh` finds it; it recreates database `gdprd_bench` for each "
+           "size and drops it at the end. The plot of latency against dataset size is "
+           "[bench/latency.png](bench/latency.png).\n")
+open(os.path.join(repo, "BENCHMARKS.md"), "w").write("".join(out))
+
+fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
+xs = cols
+a.plot(xs, [r["api_p50_ms"] for r in runs], "o-", label="API p50")
+a.plot(xs, [r["api_p99_ms"] for r in runs], "o-", label="API p99")
+a.plot(xs, [r["pg_latency_avg_ms"] for r in runs], "s--", label="pgbench average (same statement)")
+a.axhline(10, color="grey", lw=0.8, ls=":", label="target p99 10 ms")
+a.set_title(f"Subject search, {runs[0]['connections']} concurrent connections")
+b.plot(xs, [r["pipeline"]["single_p50_ms"] for r in runs], "o-", label="single erasure p50")
+b.plot(xs, [r["pipeline"]["single_p99_ms"] for r in runs], "o-", label="single erasure p99")
+b.axhline(200, color="grey", lw=0.8, ls=":", label="target p50 200 ms")
+b.set_title("Erasure, submit → COMPLETED")
+for ax in (a, b):
+    ax.set_xscale("log")
+    ax.set_xticks(xs)
+    ax.set_xticklabels([f"{x:,}" for x in xs])
+    ax.set_xlabel("subjects seeded")
+    ax.set_ylabel("latency (ms)")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+fig.tight_layout()
+fig.savefig(os.path.join(bench_dir, "latency.png"), dpi=110)

@@ -1,0 +1,355 @@
+#!/usr/bin/env bash
+#
+# bench/run.sh: seeding, subject search and request-pipeline benchmarks of gdprd, at one or
+# more dataset sizes, written to BENCHMARKS.md and bench/latency.png.
+#
+# Usage:
+#     bench/run.sh                      # 10,000 and 100,000 subjects (about 5 minutes)
+#     bench/run.sh 100000               # one size
+#     bench/run.sh 10000 100000 1000000 # the cost curve up to a million (add ~20 minutes)
+#
+# For each size it drops and re-creates database gdprd_bench on the server found by
+# scripts/pg-env.sh (DATABASE_URL is ignored: the database is destroyed), then:
+#   1. seeds N people with the release binary and records time, rate, index records and
+#      service rows;
+#   2. starts `gdprd serve` on a free loopback port with the rate limits lifted and measures
+#      GET /api/v2/gdpr/subjects with wrk (32 connections) over random existing identifiers of
+#      every search type, written as the people's records spell them; then pgbench runs the
+#      search statement of src/index/store.rs with 32 clients on the same database, as the
+#      ceiling;
+#   3. submits a batch of GDPR_DELETE and GDPR_EXPORT requests for distinct people at once and
+#      times them to COMPLETED, then times single erasures submit -> COMPLETED (polling every
+#      10 ms);
+#   4. records the server's peak RSS (VmHWM) and PostgreSQL's busy time per operation
+#      (pg_stat_database.active_time).
+# Then bench/report.py writes BENCHMARKS.md and bench/latency.png.
+#
+# Tunables (environment): BENCH_DURATION (seconds per search run, default 15),
+# BENCH_CONNECTIONS (default 32), BENCH_BATCH (erasures and as many exports, default 100),
+# BENCH_SINGLES (default 20), BENCH_PIPELINE_TIMEOUT (seconds, default 120),
+# BENCH_WORKER_CONCURRENCY (GDPRD_WORKER_CONCURRENCY of the server, default: gdprd's default),
+# BENCH_SKIP_BUILD=1 (use the release binary as it is, without `cargo build --release --locked`).
+# Needs wrk (apt-get install wrk), pgbench and psql (postgresql-client / postgresql-contrib),
+# python3; the plot uses matplotlib from a virtualenv in .build/bench-venv (created on demand).
+# Everything listens on 127.0.0.1 only; every process started here is stopped on exit.
+
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+cd "$repo"
+
+sizes=("$@")
+((${#sizes[@]})) || sizes=(10000 100000)
+duration=${BENCH_DURATION:-15}
+conns=${BENCH_CONNECTIONS:-32}
+batch=${BENCH_BATCH:-100}
+singles=${BENCH_SINGLES:-20}
+pipeline_timeout=${BENCH_PIPELINE_TIMEOUT:-120}
+out=$repo/.build/bench
+mkdir -p "$out"
+rm -f "$out"/result-*.json
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+
+for tool in wrk pgbench psql python3 curl; do
+  command -v "$tool" >/dev/null || {
+    log "$tool is missing (wrk: apt-get install wrk; pgbench/psql: postgresql-client)"
+    exit 1
+  }
+done
+
+server_pid=
+cleanup() {
+  if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  server_pid=
+}
+trap cleanup EXIT INT TERM
+
+if [[ ${BENCH_SKIP_BUILD:-} != 1 ]]; then
+  log "building the release binary"
+  cargo build --release --locked -q
+fi
+gdprd=$repo/target/release/gdprd
+
+unset DATABASE_URL
+# shellcheck source=../scripts/pg-env.sh
+source scripts/pg-env.sh
+pg_env_database postgres
+admin_url=$DATABASE_URL
+base_url=${admin_url%/*}
+bench_url=$base_url/gdprd_bench
+
+q() { psql -XAtq -v ON_ERROR_STOP=1 -d "$bench_url" "$@"; }
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# wrk's "--latency" distribution gives 50% and 99% as e.g. "1.23ms", "850.00us" or "1.02s".
+wrk_ms() {
+  awk -v p="$1" '$1 == p { v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v);
+    m = (u == "us") ? v / 1000 : (u == "s") ? v * 1000 : (u == "m") ? v * 60000 : v; print m; exit }'
+}
+
+# Table access counters, to see what a phase scans: snapshot, then the difference.
+stat_snapshot() {
+  q -c "SET client_min_messages = warning; DROP TABLE IF EXISTS bench_stat; CREATE TABLE bench_stat AS
+          SELECT schemaname || '.' || relname AS rel, seq_scan, seq_tup_read,
+                 coalesce(idx_scan, 0) AS idx_scan, n_tup_ins + n_tup_upd + n_tup_del AS writes
+            FROM pg_stat_user_tables"
+}
+# CPU time (ms) a process has used, and the machine's busy and total CPU time (ms).
+proc_cpu_ms() {
+  awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) * 1000 / hz }' "/proc/$1/stat"
+}
+machine_cpu_ms() {
+  awk -v hz="$(getconf CLK_TCK)" '/^cpu / { idle = $5 + $6; t = 0; for (i = 2; i <= NF; i++) t += $i;
+    print (t - idle) * 1000 / hz, t * 1000 / hz; exit }' /proc/stat
+}
+
+stat_diff() {
+  sleep 1.2
+  q -F $'\t' -c "SELECT t.schemaname || '.' || t.relname, t.seq_scan - b.seq_scan,
+                        t.seq_tup_read - b.seq_tup_read, coalesce(t.idx_scan, 0) - b.idx_scan,
+                        t.n_tup_ins + t.n_tup_upd + t.n_tup_del - b.writes
+                   FROM pg_stat_user_tables t JOIN bench_stat b
+                     ON b.rel = t.schemaname || '.' || t.relname
+                  WHERE t.relname NOT LIKE 'bench_%'
+                    AND (t.seq_scan > b.seq_scan OR coalesce(t.idx_scan, 0) > b.idx_scan
+                         OR t.n_tup_ins + t.n_tup_upd + t.n_tup_del > b.writes)
+                  ORDER BY 3 DESC, 4 DESC"
+}
+
+for n in "${sizes[@]}"; do
+  log "=== $n subjects ==="
+  psql -XAtq -d "$admin_url" -c 'SET client_min_messages = warning' \
+    -c 'DROP DATABASE IF EXISTS gdprd_bench WITH (FORCE)'
+  psql -XAtq -d "$admin_url" -c 'CREATE DATABASE gdprd_bench'
+  export DATABASE_URL=$bench_url
+  GDPRD_LOG=warn "$gdprd" migrate >/dev/null
+
+  # 1. Seeding.
+  log "seeding $n people"
+  t0=$(date +%s.%N)
+  seed_line=$(GDPRD_LOG=warn "$gdprd" seed --subjects "$n" --quiet | tail -n 1)
+  t1=$(date +%s.%N)
+  log "$seed_line"
+  seed_s=$(echo "$t1 - $t0" | bc -l)
+  index_records=$(q -c 'SELECT count(*) FROM subjects')
+  identifiers=$(q -c 'SELECT count(*) FROM subject_identifiers')
+  service_rows=$(sed -n 's/.*records, \([0-9]*\) service rows.*/\1/p' <<<"$seed_line")
+  q -c 'VACUUM ANALYZE' >/dev/null
+  db_size=$(q -c 'SELECT pg_database_size(current_database())')
+
+  # Keys: up to 200 random subjects per search type; the API gets the raw spellings of their
+  # record, pgbench the normalized values of the same subjects.
+  q <<'SQL'
+CREATE TABLE bench_subjects AS
+  SELECT id_type, subject_id
+    FROM (SELECT DISTINCT i.id_type, i.subject_id FROM subject_identifiers i) d
+   ORDER BY random();
+CREATE TABLE bench_pick AS
+  SELECT id_type, subject_id
+    FROM (SELECT id_type, subject_id, row_number() OVER (PARTITION BY id_type) AS r
+            FROM bench_subjects) x
+   WHERE r <= 200;
+CREATE TABLE bench_keys AS
+  SELECT row_number() OVER (ORDER BY random())::int AS n, i.id_type, i.value
+    FROM bench_pick p JOIN subject_identifiers i USING (id_type, subject_id);
+ALTER TABLE bench_keys ADD PRIMARY KEY (n);
+ANALYZE bench_keys;
+SQL
+  nkeys=$(q -c 'SELECT count(*) FROM bench_keys')
+  q -c "
+    SELECT p.id_type, v
+      FROM bench_pick p JOIN subjects s ON s.id = p.subject_id,
+      LATERAL (SELECT s.record->>'name' WHERE p.id_type = 'NAME'
+               UNION ALL SELECT jsonb_array_elements_text(s.record->'addresses') WHERE p.id_type = 'ADDRESS'
+               UNION ALL SELECT jsonb_array_elements_text(s.record->'phoneNumbers') WHERE p.id_type = 'PHONE'
+               UNION ALL SELECT jsonb_array_elements_text(s.record->'emailAddresses') WHERE p.id_type = 'EMAIL'
+               UNION ALL SELECT s.record->>'externalId' WHERE p.id_type = 'EXTERNAL_ID'
+               UNION ALL SELECT s.record->'socialHandle'->>'value'
+                          WHERE p.id_type = s.record->'socialHandle'->>'type') raw(v)
+     WHERE v IS NOT NULL
+     ORDER BY random()" -F $'\t' >"$out/raw-$n.tsv"
+  python3 - "$out/raw-$n.tsv" "$out/paths-$n.txt" <<'PY'
+import sys, urllib.parse
+with open(sys.argv[1]) as f, open(sys.argv[2], "w") as o:
+    for line in f:
+        t, v = line.rstrip("\n").split("\t", 1)
+        o.write("/api/v2/gdpr/subjects?" + urllib.parse.urlencode({"searchType": t, "searchValue": v}) + "\n")
+PY
+  types=$(cut -f1 "$out/raw-$n.tsv" | sort | uniq -c | awk '{printf "%s%s %s", sep, $2, $1; sep=", "}')
+  log "search keys: $(wc -l <"$out/paths-$n.txt") raw spellings ($types), $nkeys normalized"
+
+  # People for the pipeline: distinct email addresses of distinct people, none shared.
+  q -c "
+    SELECT value FROM (
+      SELECT i.value, min(i.subject_id::text) AS s
+        FROM subject_identifiers i WHERE i.id_type = 'EMAIL'
+       GROUP BY i.value HAVING count(*) = 1) u
+     ORDER BY random() LIMIT $((2 * batch + singles))" >"$out/emails-$n.txt"
+
+  # 2. Search through the API.
+  port=$(free_port)
+  GDPRD_LISTEN=127.0.0.1:$port GDPRD_LOG=warn \
+    GDPRD_RATE_READ_PER_MIN=100000000 GDPRD_RATE_CREATE_PER_MIN=100000000 \
+    GDPRD_RATE_TOKEN_PER_MIN=100000000 GDPRD_RATE_INDEX_PER_MIN=100000000 \
+    ${BENCH_WORKER_CONCURRENCY:+GDPRD_WORKER_CONCURRENCY=$BENCH_WORKER_CONCURRENCY} \
+    "$gdprd" serve >"$out/serve-$n.log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
+    sleep 0.1
+  done
+  client=$(GDPRD_LOG=warn "$gdprd" clients create --name "bench-$(date +%s)" \
+    --permissions gdpr:subject:view,gdpr:request:add,gdpr:request:view)
+  cid=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["clientId"])' <<<"$client")
+  csecret=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["clientSecret"])' <<<"$client")
+  token=$(curl -sf -u "$cid:$csecret" -d grant_type=client_credentials \
+    "http://127.0.0.1:$port/oauth/token" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  rss_idle=$(awk '/VmRSS/ {print $2}' "/proc/$server_pid/status")
+
+  loadavg=$(cut -d' ' -f1 /proc/loadavg)
+  log "warming up, then wrk: $conns connections, ${duration}s"
+  BENCH_TOKEN=$token BENCH_PATHS=$out/paths-$n.txt \
+    wrk -t2 -c"$conns" -d3s -s bench/search.lua "http://127.0.0.1:$port" >/dev/null
+  stat_snapshot
+  active0=$(q -c 'SELECT active_time FROM pg_stat_database WHERE datname = current_database()')
+  cpu0=$(proc_cpu_ms "$server_pid")
+  read -r busy0 total0 < <(machine_cpu_ms)
+  BENCH_TOKEN=$token BENCH_PATHS=$out/paths-$n.txt \
+    wrk -t2 -c"$conns" -d"${duration}s" --timeout 5s --latency -s bench/search.lua \
+    "http://127.0.0.1:$port" >"$out/wrk-$n.txt"
+  cpu1=$(proc_cpu_ms "$server_pid")
+  read -r busy1 total1 < <(machine_cpu_ms)
+  sleep 1.2
+  active1=$(q -c 'SELECT active_time FROM pg_stat_database WHERE datname = current_database()')
+  stat_diff >"$out/tables-search-$n.tsv"
+  api_rps=$(awk '/^Requests\/sec/ {print $2}' "$out/wrk-$n.txt")
+  api_total=$(awk '/requests in/ {print $1}' "$out/wrk-$n.txt")
+  api_non2xx=$(awk '/Non-2xx/ {print $NF}' "$out/wrk-$n.txt")
+  api_p50=$(wrk_ms 50% <"$out/wrk-$n.txt")
+  api_p99=$(wrk_ms 99% <"$out/wrk-$n.txt")
+  api_db_ms=$(echo "($active1 - $active0) / $api_total" | bc -l)
+  api_cpu_ms=$(echo "($cpu1 - $cpu0) / $api_total" | bc -l)
+  api_machine_busy=$(echo "($busy1 - $busy0) / ($total1 - $total0)" | bc -l)
+  rss_search=$(awk '/VmHWM/ {print $2}' "/proc/$server_pid/status")
+  log "API: $api_rps req/s, p50 $api_p50 ms, p99 $api_p99 ms, non-2xx ${api_non2xx:-0}"
+
+  # 2b. The same statement with pgbench (the search of src/index/store.rs; the key comes from
+  # bench_keys through two initplans on its primary key, which only makes pgbench slower).
+  org=$(q -c 'SELECT id FROM organizations LIMIT 1')
+  cat >"$out/search.sql" <<SQL
+\set k random(1, $nkeys)
+SELECT s.record, count(*) OVER () AS total
+  FROM subject_identifiers i
+  JOIN subjects s ON s.id = i.subject_id
+ WHERE i.org_id = '$org' AND i.id_type = (SELECT id_type FROM bench_keys WHERE n = :k)
+   AND i.value = (SELECT value FROM bench_keys WHERE n = :k)
+ ORDER BY s.kind, s.ref_key
+ LIMIT 100 OFFSET 0;
+SQL
+  log "pgbench: $conns clients, ${duration}s"
+  active0=$(q -c 'SELECT active_time FROM pg_stat_database WHERE datname = current_database()')
+  pgbench -n -M prepared -c "$conns" -j 2 -T "$duration" -f "$out/search.sql" \
+    "$bench_url" >"$out/pgbench-$n.txt" 2>&1
+  sleep 1.2
+  active1=$(q -c 'SELECT active_time FROM pg_stat_database WHERE datname = current_database()')
+  pg_tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$out/pgbench-$n.txt" | head -n 1)
+  pg_lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$out/pgbench-$n.txt")
+  pg_total=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$out/pgbench-$n.txt")
+  pg_db_ms=$(echo "($active1 - $active0) / $pg_total" | bc -l)
+  log "pgbench: $pg_tps tps, latency average $pg_lat ms"
+
+  k=$(( (RANDOM % nkeys) + 1 ))
+  q >"$out/explain-$n.txt" <<SQL
+PREPARE search(uuid, text, text) AS
+SELECT s.record, count(*) OVER () AS total
+  FROM subject_identifiers i JOIN subjects s ON s.id = i.subject_id
+ WHERE i.org_id = \$1 AND i.id_type = \$2 AND i.value = \$3
+ ORDER BY s.kind, s.ref_key LIMIT 100 OFFSET 0;
+SELECT format('EXECUTE search(%L, %L, %L)', '$org', id_type, value) FROM bench_keys WHERE n = $k \gset
+EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) :format
+SQL
+
+  # 3. The request pipeline.
+  log "pipeline: $batch erasures + $batch exports at once, then $singles single erasures"
+  stat_snapshot
+  DATABASE_URL=$bench_url python3 bench/pipeline.py "http://127.0.0.1:$port" "$token" \
+    "$out/emails-$n.txt" "$batch" "$singles" "$pipeline_timeout" >"$out/pipeline-$n.json"
+  log "pipeline: $(cat "$out/pipeline-$n.json")"
+  rss_peak=$(awk '/VmHWM/ {print $2}' "/proc/$server_pid/status")
+  cleanup
+  stat_diff >"$out/tables-pipeline-$n.tsv"
+
+  # Profile: the index clean-up an erasure ends with (src/worker/finalize.rs, DELETE FROM
+  # subjects), for a subject given by one email address, as gdprd writes it and rewritten with
+  # the two ways of finding the records in one IN (...) list. Rolled back.
+  email=$(q -c "SELECT value FROM subject_identifiers WHERE id_type = 'EMAIL' ORDER BY random() LIMIT 1")
+  q >"$out/index-delete-$n.txt" <<SQL
+\set e '$email'
+\set o '$org'
+\echo '-- as in src/worker/finalize.rs'
+BEGIN;
+EXPLAIN (ANALYZE, COSTS OFF) DELETE FROM subjects s
+ WHERE s.org_id = :'o' AND NOT (false AND s.kind = 'user')
+   AND (s.id IN (SELECT i.subject_id
+                   FROM unnest(ARRAY['EMAIL'], ARRAY[:'e']) AS t(id_type, value)
+                   JOIN subject_identifiers i
+                     ON i.org_id = :'o' AND i.id_type = t.id_type AND i.value = t.value)
+        OR (s.kind, CASE WHEN s.kind = 'dialerContact' THEN split_part(s.ref_key, ':', 2)
+                         ELSE s.ref_key END)
+           IN (SELECT * FROM unnest(ARRAY[]::text[], ARRAY[]::text[])));
+ROLLBACK;
+\echo '-- rewritten: one IN list, a UNION of index lookups'
+BEGIN;
+EXPLAIN (ANALYZE, COSTS OFF) DELETE FROM subjects s
+ WHERE s.org_id = :'o' AND NOT (false AND s.kind = 'user')
+   AND s.id IN (SELECT i.subject_id
+                  FROM unnest(ARRAY['EMAIL'], ARRAY[:'e']) AS t(id_type, value)
+                  JOIN subject_identifiers i
+                    ON i.org_id = :'o' AND i.id_type = t.id_type AND i.value = t.value
+                UNION ALL
+                SELECT s2.id FROM unnest(ARRAY[]::text[], ARRAY[]::text[]) AS k(kind, ref_key)
+                  JOIN subjects s2 ON s2.org_id = :'o' AND s2.kind = k.kind AND s2.ref_key = k.ref_key);
+ROLLBACK;
+SQL
+
+  python3 - "$out/result-$n.json" <<PY
+import json, sys
+r = {
+  "subjects": $n, "seed_s": $seed_s, "seed_line": """$seed_line""",
+  "index_records": $index_records, "identifiers": $identifiers,
+  "service_rows": ${service_rows:-0}, "db_bytes": $db_size,
+  "search_keys": $(wc -l <"$out/paths-$n.txt"), "search_key_types": "$types",
+  "api_rps": $api_rps, "api_p50_ms": $api_p50, "api_p99_ms": $api_p99,
+  "api_requests": $api_total, "api_gdprd_cpu_ms": $api_cpu_ms,
+  "api_machine_busy": $api_machine_busy, "loadavg_before_search": $loadavg, "api_non2xx": ${api_non2xx:-0}, "api_db_ms": $api_db_ms,
+  "pg_tps": $pg_tps, "pg_latency_avg_ms": $pg_lat, "pg_db_ms": $pg_db_ms,
+  "rss_idle_kb": $rss_idle, "rss_search_kb": $rss_search, "rss_peak_kb": $rss_peak,
+  "explain": open("$out/explain-$n.txt").read(),
+  "tables_search": open("$out/tables-search-$n.tsv").read(),
+  "tables_pipeline": open("$out/tables-pipeline-$n.tsv").read(),
+  "index_delete": open("$out/index-delete-$n.txt").read(),
+  "pipeline": json.load(open("$out/pipeline-$n.json")),
+  "duration_s": $duration, "connections": $conns, "batch": $batch, "singles": $singles,
+  "worker_concurrency": "${BENCH_WORKER_CONCURRENCY:-default}",
+}
+json.dump(r, open(sys.argv[1], "w"), indent=1)
+PY
+done
+
+psql -XAtq -d "$admin_url" -c 'DROP DATABASE IF EXISTS gdprd_bench WITH (FORCE)'
+
+if [[ ! -x .build/bench-venv/bin/python ]] || ! .build/bench-venv/bin/python -c 'import matplotlib' 2>/dev/null; then
+  log "installing matplotlib into .build/bench-venv"
+  python3 -m venv .build/bench-venv
+  .build/bench-venv/bin/pip install -q matplotlib
+fi
+pg_version=$(psql -XAtq -d "$admin_url" -c 'SHOW server_version')
+.build/bench-venv/bin/python bench/report.py "$out" "$pg_version" "bench/run.sh ${*:-}"
+log "wrote BENCHMARKS.md and bench/latency.png"
