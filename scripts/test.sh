@@ -3,9 +3,14 @@
 # Runs gdprd's test suite against PostgreSQL (found or started by
 # scripts/pg-env.sh; set DATABASE_URL to use a server of your own).
 #
-#   scripts/test.sh                  all tests
+#   scripts/test.sh                  all tests, then the contract stage
 #   scripts/test.sh subjects         only tests whose name contains "subjects"
 #   scripts/test.sh -- --nocapture   arguments go to the first `cargo test`
+#
+# The contract stage (contract/run.sh) runs the server and tests it as a client
+# would: schemathesis against the committed openapi.yaml, and Genesys' own
+# Python SDK. It follows a full run (no arguments); GDPRD_CONTRACT=0 skips it,
+# GDPRD_CONTRACT=1 runs it after a filtered one too.
 #
 # GDPRD_TEST_THREADS=N is the same as the test harness's --test-threads=N; it
 # is passed as RUST_TEST_THREADS so that it also reaches the doc tests and
@@ -32,4 +37,9 @@ cargo test --locked --all-targets "$@"
 # binary-only package.
 if [[ -f src/lib.rs ]] || grep -q '^\[lib\]' Cargo.toml; then
   cargo test --locked --doc
+fi
+
+if [[ ${GDPRD_CONTRACT:-} == 1 || ($# -eq 0 && ${GDPRD_CONTRACT:-} != 0) ]]; then
+  echo "==> contract stage (contract/run.sh)"
+  bash contract/run.sh
 fi

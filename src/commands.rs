@@ -85,6 +85,7 @@ async fn serve(
         },
         catalog: catalog.clone(),
         max_attempts: args.worker.job_max_attempts,
+        rate_limits: crate::ratelimit::RateLimits::new(args.http.rate_limits()),
         settings: Arc::new(args.http),
     };
     let stop = CancellationToken::new();

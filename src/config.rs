@@ -195,6 +195,30 @@ pub struct HttpSettings {
     #[arg(long, env = "GDPRD_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Token requests per minute and client (`POST /oauth/token`).
+    #[arg(long, env = "GDPRD_RATE_TOKEN_PER_MIN", default_value_t = 300)]
+    pub rate_token_per_min: u32,
+
+    /// Reads per minute and client (subject search, request listing and polling, downloads).
+    #[arg(long, env = "GDPRD_RATE_READ_PER_MIN", default_value_t = 1_200)]
+    pub rate_read_per_min: u32,
+
+    /// Request creations per minute and client (`POST /api/v2/gdpr/requests`).
+    #[arg(long, env = "GDPRD_RATE_CREATE_PER_MIN", default_value_t = 120)]
+    pub rate_create_per_min: u32,
+
+    /// Index writes per minute and client.
+    #[arg(long, env = "GDPRD_RATE_INDEX_PER_MIN", default_value_t = 600)]
+    pub rate_index_per_min: u32,
+
+    /// Longest time one HTTP request may take before it is answered 504, in seconds.
+    #[arg(long, env = "GDPRD_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub request_timeout_secs: u64,
+
+    /// Most HTTP requests in flight at once; past it, requests are shed with 503.
+    #[arg(long, env = "GDPRD_MAX_IN_FLIGHT", default_value_t = 512)]
+    pub max_in_flight: usize,
+
     /// How long a result link stays valid, in seconds (a new one comes with every GET).
     #[arg(long, env = "GDPRD_RESULTS_URL_TTL_SECS", default_value_t = 3_600)]
     pub results_url_ttl_secs: u64,
@@ -209,6 +233,15 @@ impl HttpSettings {
     pub fn token_ttl(&self) -> Duration {
         Duration::from_secs(self.token_ttl_secs)
     }
+
+    pub fn rate_limits(&self) -> crate::ratelimit::Limits {
+        crate::ratelimit::Limits {
+            token: self.rate_token_per_min,
+            read: self.rate_read_per_min,
+            create: self.rate_create_per_min,
+            index_write: self.rate_index_per_min,
+        }
+    }
 }
 
 impl Default for HttpSettings {
@@ -220,6 +253,12 @@ impl Default for HttpSettings {
             max_body_bytes: 256 * 1024,
             subject_search_max_results: 100,
             results_url_ttl_secs: 3_600,
+            rate_token_per_min: 300,
+            rate_read_per_min: 1_200,
+            rate_create_per_min: 120,
+            rate_index_per_min: 600,
+            request_timeout_secs: 30,
+            max_in_flight: 512,
         }
     }
 }

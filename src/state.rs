@@ -7,6 +7,7 @@ use sqlx::PgPool;
 use crate::catalog::Catalog;
 use crate::config::HttpSettings;
 use crate::index::Normalizer;
+use crate::ratelimit::RateLimits;
 use crate::requests::store::ResultLinks;
 
 #[derive(Clone)]
@@ -18,4 +19,5 @@ pub struct AppState {
     pub links: ResultLinks,
     /// Attempts a new job gets.
     pub max_attempts: i32,
+    pub rate_limits: RateLimits,
 }

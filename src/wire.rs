@@ -4,15 +4,29 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::http::openapi::{examples, schemas};
 
 /// `GDPRSubject`, plus our `canonicalContactId` (the merge set an external contact belongs to).
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(
+    as = GDPRSubject,
+    description = "A data subject: who a request is about, a search result, or an index record. \
+        A request subject names the person by id (`userId`, `externalContactId`, \
+        `dialerContactId`, `journeyCustomer`, `externalId`) or by identifiers (the request \
+        applies to the data matching any of them).",
+    examples(examples::subject)
+)]
 pub struct GdprSubject {
+    /// Full name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Id of a user (an employee).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
+    /// Id of an external contact.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub external_contact_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -21,14 +35,21 @@ pub struct GdprSubject {
     pub journey_customer: Option<JourneyCustomer>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub social_handle: Option<SocialHandle>,
+    /// An external (business) id, e.g. a CRM id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub external_id: Option<String>,
+    /// Postal addresses.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub addresses: Option<Vec<String>>,
+    /// Phone numbers, in E.164 (`+15550100001`) or in the national format of the server's
+    /// default region.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phone_numbers: Option<Vec<String>>,
+    /// Email addresses.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub email_addresses: Option<Vec<String>>,
+    /// **Extension.** The canonical contact of the merge set this external contact belongs to
+    /// (index records and search results).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub canonical_contact_id: Option<String>,
 }
@@ -58,34 +79,46 @@ impl fmt::Debug for GdprSubject {
     }
 }
 
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// `DialerContactId`: a contact of an outbound dialer contact list.
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DialerContactId {
+    /// The contact's id in its list.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// The contact list's id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub contact_list_id: Option<String>,
 }
 
 /// `GDPRJourneyCustomer`: a web visitor, e.g. `{"type": "cookie", "id": "<_actmu value>"}`.
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = GDPRJourneyCustomer)]
 pub struct JourneyCustomer {
+    /// The type of the id within the journey system, e.g. `cookie`. Required if `id` is given.
     #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    #[schema(examples("cookie"))]
     pub kind: Option<String>,
+    /// The customer's id within the journey system, e.g. the `_actmu` cookie value. Required
+    /// if `type` is given.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
 }
 
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `SocialHandle`: an account on a social or messaging network.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SocialHandle {
     #[serde(rename = "type")]
+    #[schema(schema_with = schemas::social_handle_type)]
     pub kind: String,
+    /// The handle, with or without a leading `@`.
     pub value: String,
 }
 
-/// Genesys' paging envelope (`GDPRSubjectEntityListing`, `GDPRRequestEntityListing`).
+/// Genesys' paging envelope (`GDPRSubjectEntityListing`, `GDPRRequestEntityListing`; its
+/// OpenAPI schema is in [`crate::http::openapi`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EntityListing<T> {
@@ -146,52 +179,78 @@ impl Page {
 
 /// Genesys `ErrorBody`. `messageParams`, `details` and `errors` are always present, as Genesys
 /// sends them (`{}` and `[]` when empty).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(
+    description = "Every error response: Genesys' `ErrorBody`. `contextId` equals the \
+        `ININ-Correlation-Id` response header.",
+    examples(examples::error_body)
+)]
 pub struct ErrorBody {
+    /// What went wrong, and what to do about it.
     pub message: String,
+    /// Genesys' error code, e.g. `bad.request`, `invalid.value`, `authentication.required`,
+    /// `bad.credentials`, `credentials.expired`, `missing.any.permissions`, `not.authorized`,
+    /// `not.found`, `conflict`, `request.entity.too.large`, `unsupported.media.type`,
+    /// `too.many.requests`, `internal.server.error`, `service.unavailable`, `request.timeout`.
     pub code: String,
+    /// The HTTP status, repeated.
     pub status: u16,
+    /// The id of this exchange, for support: equal to the `ININ-Correlation-Id` header.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub context_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entity_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entity_name: Option<String>,
+    /// Values of the message's placeholders (`{}` when none).
     pub message_params: BTreeMap<String, String>,
+    /// The fields at fault (`[]` when none).
     pub details: Vec<Detail>,
+    /// Nested errors (`[]`).
+    #[schema(no_recursion)]
     pub errors: Vec<ErrorBody>,
+    /// On a 429: the limit that was hit.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<Limit>,
-    /// Ours, on a 409 of the ambiguity guard: the people the subject matches, each as the list
-    /// of its index records (shown to clients allowed to view subjects).
+    /// **Extension.** On a 409 of the ambiguity guard: the people the subject matches, each as
+    /// the list of its index records (shown to clients holding `gdpr:subject:view`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub candidates: Option<Vec<Vec<GdprSubject>>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `Detail`: one field at fault.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Detail {
+    /// e.g. `invalid.value`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_code: Option<String>,
+    /// The field, e.g. `subject.phoneNumbers[0]` or `searchType`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entity_id: Option<String>,
+    /// Where the field is, e.g. `record 3` of a bulk index write.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entity_name: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// `Limit`: the rate limit a 429 hit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Limit {
+    /// e.g. `gdpr.requests.create.rate.per.minute`.
     pub key: String,
+    /// `gdpr`.
+    #[schema(examples("gdpr"))]
     pub namespace: String,
+    /// The limit, in requests per minute.
     pub value: i64,
 }
 
 /// Genesys `DomainEntityRef`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DomainEntityRef {
     pub id: String,

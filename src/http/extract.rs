@@ -140,6 +140,10 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        // The rate limiter has already authenticated the token.
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(caller.clone());
+        }
         let token = bearer_token(&parts.headers).ok_or(ApiError::AuthenticationRequired)?;
         Ok(tokens::authenticate(&state.pool, token).await?)
     }

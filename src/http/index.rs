@@ -4,9 +4,14 @@
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::extract::{Json, body_bytes, require, require_content_type};
+use super::openapi::{
+    BadRequest, Forbidden, GatewayTimeout, IndexRecordKind, InternalServerError, NotFound,
+    PayloadTooLarge, ServiceUnavailable, TooManyRequests, Unauthorized, UnsupportedMediaType,
+};
 use crate::auth::{Caller, Permission};
 use crate::index::import::{DuplicateCheck, RecordError, parse_array, parse_ndjson};
 use crate::index::store::{self, Staging};
@@ -20,12 +25,55 @@ const NDJSON: [&str; 3] = [
     "application/jsonl",
 ];
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(description = "**Extension.** The outcome of an index write.")]
 pub struct WriteSummary {
+    /// Records written (created or replaced).
     written: u64,
 }
 
+/// Write index records (bulk)
+///
+/// **Extension.** Creates or replaces index records, all or nothing: a JSON array, or NDJSON
+/// (`application/x-ndjson`, also `application/ndjson` or `application/jsonl`: one record per
+/// line). A record is a `GDPRSubject` naming exactly one id (`userId`, `externalContactId`,
+/// `dialerContactId` or `journeyCustomer`), plus `canonicalContactId` for a member of a merge
+/// set. At most `GDPRD_INDEX_MAX_RECORDS` records (default 10 000) per call; use
+/// `gdprd index import` for larger loads. Requires the permission `gdpr:index:write`.
+#[utoipa::path(
+    post,
+    path = "/api/v2/gdpr/index/subjects",
+    operation_id = "postGdprIndexSubjects",
+    tag = "Subject index",
+    security(("PureCloud OAuth" = []), ("Bearer" = [])),
+    request_body(
+        description = "Index records",
+        content(
+            (Vec<GdprSubject> = "application/json", example = json!([{
+                "externalContactId": "8f8a2c4e-3b1d-4e57-9a60-2f1c0d7b5e21",
+                "canonicalContactId": "8f8a2c4e-3b1d-4e57-9a60-2f1c0d7b5e21",
+                "name": "Ana García",
+                "emailAddresses": ["ana.garcia@example.com"],
+                "phoneNumbers": ["+15550100001"]
+            }])),
+            (String = "application/x-ndjson",
+                example = json!("{\"userId\":\"u-1\",\"name\":\"Jonas Müller\"}\n")),
+        )
+    ),
+    responses(
+        (status = 200, description = "The records are written.", body = WriteSummary),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 429, response = TooManyRequests),
+        (status = 500, response = InternalServerError),
+        (status = 503, response = ServiceUnavailable),
+        (status = 504, response = GatewayTimeout),
+    )
+)]
 pub async fn bulk_write(
     State(state): State<AppState>,
     caller: Caller,
@@ -68,6 +116,41 @@ pub async fn bulk_write(
     Ok(Json(WriteSummary { written }))
 }
 
+/// Write one index record
+///
+/// **Extension.** Creates or replaces the record at this path; its own id must match `key`.
+/// Requires the permission `gdpr:index:write`.
+#[utoipa::path(
+    put,
+    path = "/api/v2/gdpr/index/subjects/{kind}/{key}",
+    operation_id = "putGdprIndexSubject",
+    tag = "Subject index",
+    security(("PureCloud OAuth" = []), ("Bearer" = [])),
+    params(
+        ("kind" = inline(IndexRecordKind), Path, description = "The kind of record"),
+        ("key" = String, Path, description = "The record's id: for `dialerContacts` \
+            `contactListId:id`, for `journeyCustomers` `type:id`"),
+    ),
+    request_body(content = GdprSubject, description = "The index record",
+        example = json!({
+            "userId": "6d1f3b9e-0c2a-4f7e-8b5d-93a4e2c1f0b7",
+            "name": "Jonas Müller",
+            "emailAddresses": ["jonas.mueller@corp.example"]
+        })),
+    responses(
+        (status = 200, description = "The record as written.", body = GdprSubject),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 429, response = TooManyRequests),
+        (status = 500, response = InternalServerError),
+        (status = 503, response = ServiceUnavailable),
+        (status = 504, response = GatewayTimeout),
+    )
+)]
 pub async fn put_one(
     State(state): State<AppState>,
     caller: Caller,
@@ -89,6 +172,33 @@ pub async fn put_one(
     Ok(Json(record.subject))
 }
 
+/// Delete one index record
+///
+/// **Extension.** Removes the record from the index (not the data it points to: that is what
+/// a `GDPR_DELETE` is for). Requires the permission `gdpr:index:write`.
+#[utoipa::path(
+    delete,
+    path = "/api/v2/gdpr/index/subjects/{kind}/{key}",
+    operation_id = "deleteGdprIndexSubject",
+    tag = "Subject index",
+    security(("PureCloud OAuth" = []), ("Bearer" = [])),
+    params(
+        ("kind" = inline(IndexRecordKind), Path, description = "The kind of record"),
+        ("key" = String, Path, description = "The record's id: for `dialerContacts` \
+            `contactListId:id`, for `journeyCustomers` `type:id`"),
+    ),
+    responses(
+        (status = 204, description = "The record is removed."),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 429, response = TooManyRequests),
+        (status = 500, response = InternalServerError),
+        (status = 503, response = ServiceUnavailable),
+        (status = 504, response = GatewayTimeout),
+    )
+)]
 pub async fn delete_one(
     State(state): State<AppState>,
     caller: Caller,
@@ -132,6 +242,13 @@ fn record_key(kind: &str, key: &str) -> Result<RecordKey, ApiError> {
         return Err(ApiError::invalid_value(
             "key",
             "The record id in the path is blank.",
+        ));
+    }
+    // No record id holds one, and PostgreSQL text cannot hold a NUL.
+    if key.chars().any(char::is_control) {
+        return Err(ApiError::invalid_value(
+            "key",
+            "The record id in the path contains control characters.",
         ));
     }
     let key = match (kind, key.split_once(':')) {

@@ -11,6 +11,11 @@ use uuid::Uuid;
 
 use super::error::ApiError;
 use super::extract::{Json, Query, require};
+use super::openapi::{
+    BadRequest, Conflict, Forbidden, GatewayTimeout, GdprRequestEntityListing, InternalServerError,
+    NotFound, PayloadTooLarge, ServiceUnavailable, TooManyRequests, Unauthorized,
+    UnsupportedMediaType,
+};
 use super::paging::parse_page;
 use crate::auth::{Caller, Permission};
 use crate::requests::create::{self, Accepted, Context, CreateError, Submission};
@@ -25,6 +30,72 @@ pub struct CreateQuery {
     delete_confirmed: Option<String>,
 }
 
+/// Submit a new GDPR request
+///
+/// Answers at once with the created request (`INITIATED`); processing is asynchronous: poll
+/// `GET /api/v2/gdpr/requests/{requestId}`. A subject that names an id (`userId`,
+/// `externalContactId`, `dialerContactId`, `journeyCustomer`, `externalId`) is resolved
+/// through the subject index, and the request covers every identifier known for that record;
+/// a subject of bare identifiers covers the data matching any of them. A `GDPR_DELETE` whose
+/// identifiers match more than one person is refused (409) unless it names an id. A request of
+/// the same type for the same subject while an earlier one is still in flight returns the
+/// earlier one (200). Requires the permission `gdpr:request:add`.
+#[utoipa::path(
+    post,
+    path = "/api/v2/gdpr/requests",
+    operation_id = "postGdprRequests",
+    tag = "General Data Protection Regulation",
+    security(("PureCloud OAuth" = []), ("Bearer" = [])),
+    params(
+        ("deleteConfirmed" = Option<bool>, Query,
+            description = "Confirm delete: required (`true`) for `GDPR_DELETE`, ignored for \
+                the other types."),
+        ("Idempotency-Key" = Option<String>, Header, max_length = 200,
+            description = "**Extension.** A key of the client's choosing: the same key again \
+                returns the request it first created (200), and with a different body 409."),
+    ),
+    request_body(
+        content = GdprRequest,
+        description = "GDPR request",
+        examples(
+            ("Export by email" = (value = json!({
+                "requestType": "GDPR_EXPORT",
+                "subject": {"emailAddresses": ["ana.garcia@example.com"]}
+            }))),
+            ("Update a phone number" = (value = json!({
+                "requestType": "GDPR_UPDATE",
+                "subject": {"phoneNumbers": ["+15550100001"]},
+                "replacementTerms": [
+                    {"type": "PHONE", "existingValue": "+15550100001", "updatedValue": "+15550100999"}
+                ]
+            }))),
+            ("Delete an external contact (deleteConfirmed=true)" = (value = json!({
+                "requestType": "GDPR_DELETE",
+                "subject": {"externalContactId": "8f8a2c4e-3b1d-4e57-9a60-2f1c0d7b5e21"}
+            }))),
+            ("Export a web visitor" = (value = json!({
+                "requestType": "GDPR_EXPORT",
+                "subject": {"journeyCustomer": {"type": "cookie", "id": "anagarciacookie0000000000a"}}
+            }))),
+        )
+    ),
+    responses(
+        (status = 202, description = "Accepted: the request is created.", body = GdprRequest),
+        (status = 200, description = "An equivalent request is still in flight (or the \
+            `Idempotency-Key` was used before): that request.", body = GdprRequest),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 429, response = TooManyRequests),
+        (status = 500, response = InternalServerError),
+        (status = 503, response = ServiceUnavailable),
+        (status = 504, response = GatewayTimeout),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -60,6 +131,28 @@ pub async fn create(
     Ok((status, Json(request)))
 }
 
+/// Get an existing GDPR request
+///
+/// Requires the permission `gdpr:request:view`.
+#[utoipa::path(
+    get,
+    path = "/api/v2/gdpr/requests/{requestId}",
+    operation_id = "getGdprRequest",
+    tag = "General Data Protection Regulation",
+    security(("PureCloud OAuth" = []), ("Bearer" = [])),
+    params(("requestId" = String, Path, description = "Request id")),
+    responses(
+        (status = 200, description = "The request.", body = GdprRequest),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 429, response = TooManyRequests),
+        (status = 500, response = InternalServerError),
+        (status = 503, response = ServiceUnavailable),
+        (status = 504, response = GatewayTimeout),
+    )
+)]
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
@@ -80,6 +173,33 @@ pub struct ListQuery {
     page_number: Option<String>,
 }
 
+/// Get all GDPR requests
+///
+/// Newest first; the related requests of a merge set are listed under their parent
+/// (`relatedRequests`), not on their own. Requires the permission `gdpr:request:view`.
+#[utoipa::path(
+    get,
+    path = "/api/v2/gdpr/requests",
+    operation_id = "getGdprRequests",
+    tag = "General Data Protection Regulation",
+    security(("PureCloud OAuth" = []), ("Bearer" = [])),
+    params(
+        ("pageSize" = Option<i32>, Query, minimum = 1, maximum = 100,
+            description = "Page size (default 25, at most 100)"),
+        ("pageNumber" = Option<i32>, Query, minimum = 1, maximum = 1000000,
+            description = "Page number (default 1)"),
+    ),
+    responses(
+        (status = 200, description = "A page of requests.", body = GdprRequestEntityListing),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 429, response = TooManyRequests),
+        (status = 500, response = InternalServerError),
+        (status = 503, response = ServiceUnavailable),
+        (status = 504, response = GatewayTimeout),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -108,8 +228,35 @@ pub struct ResultQuery {
     signature: Option<String>,
 }
 
-/// An export archive, for whoever holds a valid signed link (no bearer token: the link is the
-/// credential, and it expires).
+/// Download an export archive
+///
+/// **Extension.** The target of `resultsUrl`: the ZIP archive of a completed `GDPR_EXPORT`
+/// (a manifest, one JSON file per data service, CSV where the data is tabular). The signed link
+/// is the credential (no bearer token), and it expires: GET the request again for a fresh one.
+#[utoipa::path(
+    get,
+    path = "/api/v2/gdpr/requests/{requestId}/results/{file}",
+    operation_id = "getGdprRequestResult",
+    tag = "General Data Protection Regulation",
+    params(
+        ("requestId" = String, Path, description = "Request id"),
+        ("file" = String, Path, description = "Archive file name"),
+        ("expires" = i64, Query, description = "Expiry of the link (Unix time), as given"),
+        ("signature" = String, Query, description = "Signature of the link, as given"),
+    ),
+    responses(
+        (status = 200, description = "The archive.", content_type = "application/zip",
+            body = [u8],
+            headers(("Content-Disposition" = String, description = "`attachment; filename=\"…\"`"))),
+        (status = 400, response = BadRequest),
+        (status = 403, response = Forbidden),
+        (status = 404, response = NotFound),
+        (status = 429, response = TooManyRequests),
+        (status = 500, response = InternalServerError),
+        (status = 503, response = ServiceUnavailable),
+        (status = 504, response = GatewayTimeout),
+    )
+)]
 pub async fn download(
     State(state): State<AppState>,
     Path((id, file)): Path<(String, String)>,
@@ -235,6 +382,9 @@ fn create_error(e: CreateError, caller: &Caller) -> ApiError {
             message: "This Idempotency-Key was already used for a different request; use a new key for a new request.".into(),
             candidates: None,
         },
+        CreateError::RetryLater => ApiError::Unavailable(
+            "An identical request finished while this one was being accepted; submit it again.".into(),
+        ),
         CreateError::Database(e) => e.into(),
     }
 }

@@ -6,6 +6,10 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::extract::{Json, Query, require};
+use super::openapi::{
+    BadRequest, Forbidden, GatewayTimeout, GdprSubjectEntityListing, InternalServerError,
+    ServiceUnavailable, TooManyRequests, Unauthorized,
+};
 use super::paging::parse_page;
 use crate::auth::{Caller, Permission};
 use crate::index::{SearchType, store};
@@ -21,6 +25,41 @@ pub struct SearchQuery {
     page_number: Option<String>,
 }
 
+/// Get GDPR subjects
+///
+/// Every index record whose identifier of type `searchType` equals `searchValue` once both are
+/// normalized (phone numbers to E.164, email addresses case-folded, names and addresses
+/// case- and accent-folded with white space collapsed, social handles without a leading `@`).
+/// Members of a merge set come back one by one, each with its `canonicalContactId`. Requires
+/// the permission `gdpr:subject:view`.
+#[utoipa::path(
+    get,
+    path = "/api/v2/gdpr/subjects",
+    operation_id = "getGdprSubjects",
+    tag = "General Data Protection Regulation",
+    security(("PureCloud OAuth" = []), ("Bearer" = [])),
+    params(
+        ("searchType" = SearchType, Query, description = "Search type"),
+        ("searchValue" = String, Query, description = "Search value", example = "ana.garcia@example.com"),
+        ("pageSize" = Option<i64>, Query, minimum = 1,
+            description = "**Extension.** Results per page, from 1 to the server's \
+                `GDPRD_SUBJECT_SEARCH_MAX_RESULTS` (default 100, which is also the default page \
+                size)."),
+        ("pageNumber" = Option<i64>, Query, minimum = 1, maximum = 1000000,
+            description = "**Extension.** Page number, from 1 (default 1)."),
+    ),
+    responses(
+        (status = 200, description = "The matching subjects.",
+            body = GdprSubjectEntityListing),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 403, response = Forbidden),
+        (status = 429, response = TooManyRequests),
+        (status = 500, response = InternalServerError),
+        (status = 503, response = ServiceUnavailable),
+        (status = 504, response = GatewayTimeout),
+    )
+)]
 pub async fn search(
     State(state): State<AppState>,
     caller: Caller,

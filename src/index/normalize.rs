@@ -11,14 +11,21 @@ use phonenumber::country;
 use serde::{Deserialize, Serialize};
 use unicode_normalization::UnicodeNormalization;
 use unicode_normalization::char::is_combining_mark;
+use utoipa::ToSchema;
 
 /// The longest identifier value accepted, in characters. Real identifiers are far shorter; the
 /// bound keeps hostile input from reaching the database.
 pub const MAX_VALUE_CHARS: usize = 512;
 
 /// The identifier types of Genesys' `searchType` (and `ReplacementTerm.type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[schema(
+    description = "An identifier type, as Genesys spells it in `searchType` and \
+        `ReplacementTerm.type`."
+)]
 pub enum SearchType {
     Name,
     Address,
@@ -205,14 +212,15 @@ impl Normalizer {
         }
         let parsed = phonenumber::parse(Some(self.region), raw).map_err(|_| not_phone())?;
         let e164 = parsed.format().mode(phonenumber::Mode::E164).to_string();
-        // The shortest numbers in service have seven digits with their country code. A number
-        // whose E.164 form does not parse back to itself (leading zeros dropped into nothing)
-        // is no phone number either: normalizing must be idempotent.
+        // The shortest numbers in service have seven digits with their country code, and E.164
+        // allows fifteen at most (letters, read as on a keypad, can make more). A number whose
+        // E.164 form does not parse back to itself (leading zeros dropped into nothing) is no
+        // phone number either: normalizing must be idempotent.
         let e164_digits = e164.len() - 1;
         let stable = phonenumber::parse(None, &e164)
             .map(|again| again.format().mode(phonenumber::Mode::E164).to_string() == e164)
             .unwrap_or(false);
-        if e164_digits < 7 || !stable {
+        if !(7..=15).contains(&e164_digits) || !stable {
             return Err(not_phone());
         }
         Ok(e164)

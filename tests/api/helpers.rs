@@ -77,6 +77,7 @@ impl TestApp {
             },
             catalog: catalog.clone(),
             max_attempts: worker_settings.job_max_attempts,
+            rate_limits: gdprd::ratelimit::RateLimits::new(settings.rate_limits()),
             settings: Arc::new(settings),
         };
         tokio::spawn(gdprd::http::serve(listener, state, std::future::pending()));

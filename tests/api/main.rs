@@ -5,5 +5,7 @@ mod cli;
 mod errors;
 mod helpers;
 mod index_writes;
+mod limits;
+mod openapi;
 mod requests;
 mod subjects;
