@@ -30,6 +30,9 @@ pub enum CreateError {
     Ambiguous(Vec<Vec<GdprSubject>>),
     #[error("the Idempotency-Key was used for a different request")]
     IdempotencyMismatch,
+    /// A duplicate finished while this request was being created: submitting again creates it.
+    #[error("a duplicate request finished meanwhile")]
+    RetryLater,
     #[error(transparent)]
     Database(#[from] sqlx::Error),
 }
@@ -655,9 +658,7 @@ async fn existing(
         Some(id) => Ok(Accepted { id, created: false }),
         // The earlier request finished between our insert and this look-up: a retry creates
         // a new one.
-        None => Err(CreateError::Database(sqlx::Error::Protocol(
-            "a duplicate request finished while this one was being created; retry".into(),
-        ))),
+        None => Err(CreateError::RetryLater),
     }
 }
 

@@ -46,7 +46,9 @@ pub fn build(
     services: &[ServiceExport<'_>],
 ) -> anyhow::Result<Vec<u8>> {
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let options = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    let options = SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .last_modified_time(zip_time(chrono::Utc::now()));
     let mut manifest = Manifest {
         request_id: request_id.to_string(),
         request_type,
@@ -64,6 +66,9 @@ pub fn build(
         let mut records = 0;
         for (table, rows) in &tables {
             let rows = rows.as_array().map(Vec::as_slice).unwrap_or_default();
+            if rows.is_empty() {
+                continue;
+            }
             records += rows.len();
             let csv_name = format!("{}/{}.csv", export.service, table);
             zip.start_file(&csv_name, options)?;
@@ -82,6 +87,20 @@ pub fn build(
     zip.start_file("manifest.json", options)?;
     zip.write_all(&serde_json::to_vec_pretty(&manifest)?)?;
     Ok(zip.finish()?.into_inner())
+}
+
+/// The archive's file times; ZIP stores local date and time without a zone, we store UTC.
+fn zip_time(now: chrono::DateTime<chrono::Utc>) -> zip::DateTime {
+    use chrono::{Datelike, Timelike};
+    zip::DateTime::from_date_and_time(
+        now.year().clamp(1980, 2107) as u16,
+        now.month() as u8,
+        now.day() as u8,
+        now.hour() as u8,
+        now.minute() as u8,
+        now.second() as u8,
+    )
+    .unwrap_or_default()
 }
 
 /// Rows of JSON objects as CSV: the columns of the first row (then any others, in order), text

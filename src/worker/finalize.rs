@@ -269,7 +269,7 @@ fn replace_in_subject(
 
 /// Removes the erased person's records from the index: those named by id and those holding
 /// one of the identifiers the erasure matched on. An active employee's user record stays when
-/// the directory retained it.
+/// the directory retained it. Every branch is an index lookup.
 async fn erase_from_index(
     conn: &mut PgConnection,
     work: &RequestWork,
@@ -278,6 +278,7 @@ async fn erase_from_index(
     let terms: &Terms = &work.terms.0;
     let (mut kinds, mut values): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
     let (mut id_kinds, mut id_keys): (Vec<&str>, Vec<String>) = (Vec::new(), Vec::new());
+    let mut dialer_ids: Vec<&str> = Vec::new();
     for term in terms.matching() {
         match term.kind {
             TermKind::UserId => {
@@ -292,10 +293,7 @@ async fn erase_from_index(
                 id_kinds.push("journeyCustomer");
                 id_keys.push(format!("cookie:{}", term.value));
             }
-            TermKind::DialerContactId => {
-                id_kinds.push("dialerContact");
-                id_keys.push(term.value.clone());
-            }
+            TermKind::DialerContactId => dialer_ids.push(&term.value),
             kind => {
                 kinds.push(kind.as_str());
                 values.push(&term.value);
@@ -303,16 +301,17 @@ async fn erase_from_index(
         }
     }
     sqlx::query(
-        "DELETE FROM subjects s
-          WHERE s.org_id = $1
-            AND NOT ($6 AND s.kind = 'user')
-            AND (s.id IN (SELECT i.subject_id
-                            FROM unnest($2::text[], $3::text[]) AS t(id_type, value)
-                            JOIN subject_identifiers i
-                              ON i.org_id = $1 AND i.id_type = t.id_type AND i.value = t.value)
-                 OR (s.kind, CASE WHEN s.kind = 'dialerContact' THEN split_part(s.ref_key, ':', 2)
-                                  ELSE s.ref_key END)
-                    IN (SELECT * FROM unnest($4::text[], $5::text[])))",
+        "DELETE FROM subjects
+          WHERE org_id = $1 AND NOT ($6 AND kind = 'user')
+            AND id IN (SELECT i.subject_id
+                         FROM unnest($2::text[], $3::text[]) AS t(id_type, value)
+                         JOIN subject_identifiers i
+                           ON i.org_id = $1 AND i.id_type = t.id_type AND i.value = t.value
+                       UNION ALL
+                       SELECT s.id
+                         FROM unnest($4::text[], $5::text[]) AS k(kind, ref_key)
+                         JOIN subjects s
+                           ON s.org_id = $1 AND s.kind = k.kind AND s.ref_key = k.ref_key)",
     )
     .bind(work.org_id)
     .bind(&kinds)
@@ -320,8 +319,20 @@ async fn erase_from_index(
     .bind(&id_kinds)
     .bind(&id_keys)
     .bind(keep_users)
-    .execute(conn)
+    .execute(&mut *conn)
     .await?;
+    if !dialer_ids.is_empty() {
+        // A dialer contact's index key is `contactListId:id`; the request knows the id.
+        sqlx::query(
+            "DELETE FROM subjects
+              WHERE org_id = $1 AND kind = 'dialerContact'
+                AND split_part(ref_key, ':', 2) = ANY($2)",
+        )
+        .bind(work.org_id)
+        .bind(&dialer_ids)
+        .execute(&mut *conn)
+        .await?;
+    }
     Ok(())
 }
 
