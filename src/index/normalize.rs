@@ -217,7 +217,7 @@ impl Normalizer {
         // E.164 form does not parse back to itself (leading zeros dropped into nothing) is no
         // phone number either: normalizing must be idempotent.
         let e164_digits = e164.len() - 1;
-        let stable = phonenumber::parse(None, &e164)
+        let stable = phonenumber::parse(Some(self.region), &e164)
             .map(|again| again.format().mode(phonenumber::Mode::E164).to_string() == e164)
             .unwrap_or(false);
         if !(7..=15).contains(&e164_digits) || !stable {
