@@ -23,6 +23,9 @@ pub struct TestApp {
     pub address: String,
     pub pool: PgPool,
     pub http: Client,
+    /// Stops the background worker when the test ends, so that it hands back its database
+    /// connections (the per-test database cannot be dropped while they are held).
+    _stop_worker: tokio_util::sync::DropGuard,
 }
 
 pub struct TestClient {
@@ -81,14 +84,16 @@ impl TestApp {
             settings: Arc::new(settings),
         };
         tokio::spawn(gdprd::http::serve(listener, state, std::future::pending()));
+        let stop = tokio_util::sync::CancellationToken::new();
         if let Some(settings) = worker {
             let worker = Worker::new(pool.clone(), catalog, key, normalizer, settings);
-            tokio::spawn(worker.run(tokio_util::sync::CancellationToken::new()));
+            tokio::spawn(worker.run(stop.clone()));
         }
         TestApp {
             address,
             pool,
             http: Client::new(),
+            _stop_worker: stop.drop_guard(),
         }
     }
 
