@@ -183,16 +183,32 @@ pub fn error_response(status: StatusCode, body: ErrorBody) -> Response {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> ApiError {
-        match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                tracing::warn!(error = %e, "database unavailable");
-                ApiError::Unavailable(
-                    "Service Unavailable - the database cannot be reached right now; retry later."
-                        .into(),
-                )
-            }
-            e => ApiError::Internal(e.into()),
+        if database_unavailable(&e) {
+            tracing::warn!(error = %e, "database unavailable");
+            return ApiError::Unavailable(
+                "Service Unavailable - the database cannot be reached right now; retry later."
+                    .into(),
+            );
         }
+        ApiError::Internal(e.into())
+    }
+}
+
+/// Errors that mean the database is gone or going (connection lost, server shutting down or
+/// starting), not that the request was wrong: the answer is 503, and a retry will do.
+fn database_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            // Class 08: connection exception; 57P01-57P03: shutdown, crash, cannot connect now.
+            code.starts_with("08") || matches!(code.as_ref(), "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
     }
 }
 
