@@ -22,7 +22,7 @@ use governor::{Quota, RateLimiter};
 
 use crate::auth::tokens::{self, AuthError};
 use crate::http::error::{ApiError, body_for_status, error_response};
-use crate::http::extract::bearer_token;
+use crate::http::extract::{Basic, basic_credentials, bearer_token};
 use crate::state::AppState;
 use crate::wire::Limit;
 
@@ -217,17 +217,11 @@ fn set_headers(headers: &mut HeaderMap, verdict: &Verdict) {
 
 /// The client id of an HTTP Basic `Authorization` header, unverified: it only picks the bucket.
 fn basic_client_id(headers: &HeaderMap) -> Option<String> {
-    use base64::Engine;
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, encoded) = value.trim().split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
+    match basic_credentials(headers) {
+        Basic::Credentials { id, .. } => {
+            let id = uuid::Uuid::parse_str(id.trim()).ok()?;
+            Some(format!("client:{id}"))
+        }
+        _ => None,
     }
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(encoded.trim())
-        .ok()?;
-    let decoded = String::from_utf8(decoded).ok()?;
-    let (id, _) = decoded.split_once(':')?;
-    let id = uuid::Uuid::parse_str(id.trim()).ok()?;
-    Some(format!("client:{id}"))
 }

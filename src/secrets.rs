@@ -47,12 +47,7 @@ impl ServerKey {
 
     /// HMAC-SHA256 of `parts`, each length-prefixed so that no two part lists collide.
     pub fn hash(&self, parts: &[&[u8]]) -> Vec<u8> {
-        let mut mac = self.mac();
-        for part in parts {
-            mac.update(&(part.len() as u64).to_be_bytes());
-            mac.update(part);
-        }
-        mac.finalize().into_bytes().to_vec()
+        self.mac(parts).finalize().into_bytes().to_vec()
     }
 
     /// Checks a hex signature made by [`ServerKey::sign`], in constant time.
@@ -60,20 +55,20 @@ impl ServerKey {
         let Ok(signature) = hex::decode(signature_hex) else {
             return false;
         };
-        let mut mac = self.mac();
-        for part in parts {
-            mac.update(&(part.len() as u64).to_be_bytes());
-            mac.update(part);
-        }
-        mac.verify_slice(&signature).is_ok()
+        self.mac(parts).verify_slice(&signature).is_ok()
     }
 
     pub fn sign(&self, parts: &[&[u8]]) -> String {
         hex::encode(self.hash(parts))
     }
 
-    fn mac(&self) -> HmacSha256 {
+    fn mac(&self, parts: &[&[u8]]) -> HmacSha256 {
         // HMAC accepts keys of any length.
-        HmacSha256::new_from_slice(&self.0).expect("HMAC takes a key of any length")
+        let mut mac = HmacSha256::new_from_slice(&self.0).expect("HMAC takes a key of any length");
+        for part in parts {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part);
+        }
+        mac
     }
 }

@@ -157,6 +157,43 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
+/// What an `Authorization` header says about HTTP Basic credentials.
+pub enum Basic {
+    /// No header, or another scheme.
+    Absent,
+    /// The Basic scheme, but not `base64(id:secret)` of UTF-8 text.
+    Malformed,
+    Credentials {
+        id: String,
+        secret: String,
+    },
+}
+
+/// Reads HTTP Basic credentials (`client_id:client_secret`) from a request's headers.
+pub fn basic_credentials(headers: &HeaderMap) -> Basic {
+    use base64::Engine;
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Basic::Absent;
+    };
+    let Some((scheme, encoded)) = value.to_str().ok().and_then(|v| v.trim().split_once(' ')) else {
+        return Basic::Malformed;
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Basic::Absent;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()
+        .and_then(|d| String::from_utf8(d).ok());
+    match decoded.as_deref().and_then(|d| d.split_once(':')) {
+        Some((id, secret)) => Basic::Credentials {
+            id: id.to_owned(),
+            secret: secret.to_owned(),
+        },
+        None => Basic::Malformed,
+    }
+}
+
 /// 403 `missing.any.permissions` unless the caller holds `permission`.
 pub fn require(caller: &Caller, permission: Permission) -> Result<(), ApiError> {
     if caller.has(permission) {

@@ -4,12 +4,13 @@
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::ApiError;
-use super::extract::{Json, bearer_token, body_bytes, require_content_type};
+use super::extract::{
+    Basic, Json, basic_credentials, bearer_token, body_bytes, require_content_type,
+};
 use super::openapi::{
     BadRequest, GatewayTimeout, InternalServerError, PayloadTooLarge, ServiceUnavailable,
     TooManyRequests, Unauthorized, UnsupportedMediaType, schemas,
@@ -113,27 +114,16 @@ pub async fn token(
 
 /// The client id and secret, from HTTP Basic or, failing that, from the form body (RFC 6749 2.3.1).
 fn credentials(headers: &HeaderMap, form: &TokenForm) -> Result<(String, String), ApiError> {
-    if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let value = value.to_str().map_err(|_| ApiError::BadCredentials)?;
-        let (scheme, encoded) = value
-            .trim()
-            .split_once(' ')
-            .ok_or(ApiError::BadCredentials)?;
-        if !scheme.eq_ignore_ascii_case("basic") {
-            return Err(ApiError::bad_request(
-                "Send the client credentials with HTTP Basic authentication (client_id:client_secret).",
-            ));
-        }
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(encoded.trim())
-            .map_err(|_| ApiError::BadCredentials)?;
-        let decoded = String::from_utf8(decoded).map_err(|_| ApiError::BadCredentials)?;
-        let (id, secret) = decoded.split_once(':').ok_or(ApiError::BadCredentials)?;
-        return Ok((id.to_owned(), secret.to_owned()));
-    }
-    match (&form.client_id, &form.client_secret) {
-        (Some(id), Some(secret)) => Ok((id.clone(), secret.clone())),
-        _ => Err(ApiError::AuthenticationRequired),
+    match basic_credentials(headers) {
+        Basic::Credentials { id, secret } => Ok((id, secret)),
+        Basic::Malformed => Err(ApiError::BadCredentials),
+        Basic::Absent if headers.contains_key(header::AUTHORIZATION) => Err(ApiError::bad_request(
+            "Send the client credentials with HTTP Basic authentication (client_id:client_secret).",
+        )),
+        Basic::Absent => match (&form.client_id, &form.client_secret) {
+            (Some(id), Some(secret)) => Ok((id.clone(), secret.clone())),
+            _ => Err(ApiError::AuthenticationRequired),
+        },
     }
 }
 

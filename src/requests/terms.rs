@@ -48,6 +48,13 @@ impl TermKind {
         }
     }
 
+    /// The search type of a searchable term (ids have none).
+    pub fn search_type(self) -> Option<SearchType> {
+        SearchType::ALL
+            .into_iter()
+            .find(|t| TermKind::from_search_type(*t) == self)
+    }
+
     /// The name used in catalogs and stored terms (`EMAIL`, `USER_ID`, …).
     pub fn as_str(self) -> &'static str {
         match self {

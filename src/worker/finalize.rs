@@ -191,7 +191,7 @@ async fn update_index(
         .unwrap_or_default();
     let searchable: Vec<(SearchType, &Replacement)> = replacements
         .iter()
-        .filter_map(|r| search_type(r.kind).map(|t| (t, r)))
+        .filter_map(|r| r.kind.search_type().map(|t| (t, r)))
         .collect();
     if searchable.is_empty() {
         return Ok(());
@@ -228,12 +228,6 @@ async fn update_index(
     staging.add(conn, &rewritten).await?;
     staging.merge(conn).await?;
     Ok(())
-}
-
-fn search_type(kind: TermKind) -> Option<SearchType> {
-    SearchType::ALL
-        .into_iter()
-        .find(|t| TermKind::from_search_type(*t) == kind)
 }
 
 /// Rewrites the values of `kind` that normalize to the replacement's existing value.
