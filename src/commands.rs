@@ -51,8 +51,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// The catalog, checked against the database: gdprd does not start on a broken one.
-async fn load_catalog(global: &GlobalArgs, pool: &PgPool) -> anyhow::Result<Arc<Catalog>> {
+async fn load_catalog(
+    global: &GlobalArgs,
+    pool: &PgPool,
+    guard: &crate::outbound::GuardSettings,
+) -> anyhow::Result<Arc<Catalog>> {
     let catalog = Catalog::load(&global.catalog)
+        .with_context(|| format!("cannot load the catalog {}", global.catalog.display()))?;
+    catalog
+        .check_outbound(guard)
         .with_context(|| format!("cannot load the catalog {}", global.catalog.display()))?;
     catalog.validate(pool).await.with_context(|| {
         format!(
@@ -69,7 +76,7 @@ async fn serve(
     normalizer: Normalizer,
     args: ServeArgs,
 ) -> anyhow::Result<()> {
-    let catalog = load_catalog(global, &pool).await?;
+    let catalog = load_catalog(global, &pool, &args.worker.outbound).await?;
     let key = ServerKey::load_or_create(&pool).await?;
     let listener = TcpListener::bind(args.listen)
         .await
@@ -86,6 +93,7 @@ async fn serve(
         catalog: catalog.clone(),
         max_attempts: args.worker.job_max_attempts,
         rate_limits: crate::ratelimit::RateLimits::new(args.http.rate_limits()),
+        outbound: crate::outbound::Outbound::new(args.worker.outbound.clone()),
         settings: Arc::new(args.http),
     };
     let stop = CancellationToken::new();
@@ -115,7 +123,7 @@ async fn work(
     normalizer: Normalizer,
     settings: WorkerSettings,
 ) -> anyhow::Result<()> {
-    let catalog = load_catalog(global, &pool).await?;
+    let catalog = load_catalog(global, &pool, &settings.outbound).await?;
     let key = ServerKey::load_or_create(&pool).await?;
     let stop = CancellationToken::new();
     let worker =

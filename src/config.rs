@@ -159,6 +159,9 @@ pub struct WorkerSettings {
     /// How long an export archive is kept, in seconds.
     #[arg(long, env = "GDPRD_EXPORT_TTL_SECS", default_value_t = 7 * 86_400)]
     pub export_ttl_secs: u64,
+
+    #[command(flatten)]
+    pub outbound: crate::outbound::GuardSettings,
 }
 
 impl Default for WorkerSettings {
@@ -171,6 +174,7 @@ impl Default for WorkerSettings {
             lease_secs: 60,
             poll_interval_ms: 1_000,
             export_ttl_secs: 7 * 86_400,
+            outbound: crate::outbound::GuardSettings::default(),
         }
     }
 }

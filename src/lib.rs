@@ -14,6 +14,7 @@ pub mod db;
 pub mod http;
 pub mod index;
 pub mod org;
+pub mod outbound;
 pub mod ratelimit;
 pub mod requests;
 pub mod secrets;

@@ -7,6 +7,7 @@ use sqlx::PgPool;
 use crate::catalog::Catalog;
 use crate::config::HttpSettings;
 use crate::index::Normalizer;
+use crate::outbound::Outbound;
 use crate::ratelimit::RateLimits;
 use crate::requests::store::ResultLinks;
 
@@ -20,4 +21,6 @@ pub struct AppState {
     /// Attempts a new job gets.
     pub max_attempts: i32,
     pub rate_limits: RateLimits,
+    /// Checks outbound URLs clients register (notification callbacks).
+    pub outbound: Outbound,
 }

@@ -96,6 +96,16 @@ pub async fn execute(
     Ok(outcome)
 }
 
+/// Keeps to the organization's rows: by the table's organization column, or — for a table of an
+/// external database that belongs to one organization as a whole — by nothing (the service only
+/// gets jobs of that organization). Either way the organization stays parameter `$1`.
+fn org_filter(alias: &str, table: &Table) -> String {
+    match &table.org_column {
+        Some(column) => format!("{alias}.{} = $1", ident(column)),
+        None => "$1::uuid IS NOT NULL".to_owned(),
+    }
+}
+
 struct Run<'a> {
     service: &'a Service,
     org_id: Uuid,
@@ -222,19 +232,19 @@ impl<'a> Run<'a> {
         format!(
             "SELECT {keys}, bool_or(pm.retained{own}) AS retained
                FROM {table} t
-               JOIN {parent} p ON p.{parent_column} = t.{column} AND p.{parent_org} = $1
+               JOIN {parent} p ON p.{parent_column} = t.{column} AND {parent_org}
                JOIN {pm} pm ON {parent_keys}
-              WHERE t.{org} = $1
+              WHERE {org}
               GROUP BY {group}",
             keys = key_columns(table),
             table = table.name.sql(),
             parent = parent.name.sql(),
             parent_column = ident(&link.parent_column),
             column = ident(&link.column),
-            parent_org = ident(&parent.org_column),
+            parent_org = org_filter("p", parent),
             pm = temp(link.parent),
             parent_keys = key_join(parent, "p", "pm"),
-            org = ident(&table.org_column),
+            org = org_filter("t", table),
             group = table
                 .key
                 .iter()
@@ -271,10 +281,10 @@ impl<'a> Run<'a> {
             None => "false".to_owned(),
         };
         format!(
-            "SELECT {keys}, {retained} AS retained FROM {table} t WHERE t.{org} = $1 AND ({condition})",
+            "SELECT {keys}, {retained} AS retained FROM {table} t WHERE {org} AND ({condition})",
             keys = key_columns(table),
             table = table.name.sql(),
-            org = ident(&table.org_column),
+            org = org_filter("t", table),
         )
     }
 
@@ -305,7 +315,10 @@ impl<'a> Run<'a> {
         let mut export = serde_json::Map::new();
         for (i, table) in self.service.tables.iter().enumerate() {
             let object = match &table.export {
-                None => format!("to_jsonb(t) - {}", literal(&table.org_column)),
+                None => match &table.org_column {
+                    Some(org) => format!("to_jsonb(t) - {}", literal(org)),
+                    None => "to_jsonb(t)".to_owned(),
+                },
                 // jsonb_build_object takes at most 100 arguments.
                 Some(columns) => columns
                     .chunks(50)
@@ -327,11 +340,11 @@ impl<'a> Run<'a> {
             let sql = format!(
                 "SELECT coalesce(jsonb_agg({object} ORDER BY {order}), '[]'::jsonb)
                    FROM {table} t JOIN {m} m ON {join}
-                  WHERE t.{org} = $1",
+                  WHERE {org}",
                 table = table.name.sql(),
                 m = temp(i),
                 join = key_join(table, "t", "m"),
-                org = ident(&table.org_column),
+                org = org_filter("t", table),
             );
             let rows: serde_json::Value = Binds::new(self.org_id)
                 .query(sql)
@@ -392,11 +405,11 @@ impl<'a> Run<'a> {
             }
             let sql = format!(
                 "UPDATE {table} t SET {sets} FROM {m} m
-                  WHERE t.{org} = $1 AND {join} AND ({any})",
+                  WHERE {org} AND {join} AND ({any})",
                 table = table.name.sql(),
                 sets = sets.join(", "),
                 m = temp(i),
-                org = ident(&table.org_column),
+                org = org_filter("t", table),
                 join = key_join(table, "t", "m"),
                 any = any.join(" OR "),
             );
@@ -430,10 +443,10 @@ impl<'a> Run<'a> {
             let table = &self.service.tables[i];
             let sql = format!(
                 "DELETE FROM {table} t USING {m} m
-                  WHERE t.{org} = $1 AND {join} AND NOT m.retained",
+                  WHERE {org} AND {join} AND NOT m.retained",
                 table = table.name.sql(),
                 m = temp(i),
-                org = ident(&table.org_column),
+                org = org_filter("t", table),
                 join = key_join(table, "t", "m"),
             );
             let done = Binds::new(self.org_id)
@@ -511,11 +524,11 @@ impl<'a> Run<'a> {
                 .join(", ");
             let sql = format!(
                 "UPDATE {table} t SET {sets} FROM {m} m
-                  WHERE t.{org} = $1 AND {join} AND NOT m.retained
+                  WHERE {org} AND {join} AND NOT m.retained
                     AND ROW({old}) IS DISTINCT FROM ROW({new})",
                 table = table.name.sql(),
                 m = temp(i),
-                org = ident(&table.org_column),
+                org = org_filter("t", table),
                 join = key_join(table, "t", "m"),
                 new = values.join(", "),
             );
@@ -607,11 +620,11 @@ impl<'a> Run<'a> {
                 "SELECT DISTINCT v.value, v.phone
                    FROM {table} t JOIN {m} m ON {join},
                         LATERAL (VALUES {values}) AS v(value, phone)
-                  WHERE t.{org} = $1 AND v.value IS NOT NULL",
+                  WHERE {org} AND v.value IS NOT NULL",
                 table = table.name.sql(),
                 m = temp(i),
                 join = key_join(table, "t", "m"),
-                org = ident(&table.org_column),
+                org = org_filter("t", table),
             );
             let rows = Binds::new(self.org_id)
                 .query(sql)

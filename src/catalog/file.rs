@@ -7,7 +7,13 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::error::{CatalogError, Place};
-use super::{Catalog, Erasure, Link, MatchColumn, Retain, Rows, Rule, Service, Table, TableName};
+use std::time::Duration;
+
+use super::{
+    Catalog, Erasure, ExternalDatabase, HttpEndpoint, Link, Location, MatchColumn, Retain, Rows,
+    Rule, Service, Table, TableName,
+};
+use crate::outbound::signing::Secrets;
 use crate::requests::terms::TermKind;
 
 #[derive(Deserialize)]
@@ -27,14 +33,39 @@ struct ServiceEntry {
     retention: String,
     #[serde(default)]
     table: Vec<TableEntry>,
+    organization: Option<String>,
+    database_url: Option<String>,
+    database_url_env: Option<String>,
+    http: Option<HttpEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpEntry {
+    url: String,
+    secrets: Option<Vec<String>>,
+    secret_env: Option<String>,
+    #[serde(default = "default_timeout")]
+    timeout_secs: u64,
+    #[serde(default = "default_callback_timeout")]
+    callback_timeout_secs: u64,
+    #[serde(default)]
+    identifiers: Vec<String>,
+}
+
+fn default_timeout() -> u64 {
+    10
+}
+
+fn default_callback_timeout() -> u64 {
+    3_600
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TableEntry {
     name: String,
-    #[serde(default = "default_org")]
-    org: String,
+    org: Option<String>,
     key: Option<OneOrMany>,
     #[serde(rename = "match")]
     matches: Option<BTreeMap<String, OneOrMany>>,
@@ -73,8 +104,112 @@ impl OneOrMany {
     }
 }
 
-fn default_org() -> String {
-    "org_id".to_owned()
+/// The value of `{what}` or of the environment variable `{what}_env`, whichever is given.
+fn value_or_env(
+    place: Place<'_>,
+    what: &str,
+    value: &Option<String>,
+    env: &Option<String>,
+) -> Result<Option<(String, String)>, CatalogError> {
+    match (value, env) {
+        (Some(_), Some(_)) => Err(place.error(format!("give {what} or {what}_env, not both"))),
+        (Some(value), None) => Ok(Some((what.to_owned(), value.clone()))),
+        (None, Some(var)) => match std::env::var(var) {
+            Ok(value) if !value.trim().is_empty() => {
+                Ok(Some((format!("the environment variable {var}"), value)))
+            }
+            _ => Err(place.error(format!(
+                "{what}_env names the environment variable {var}, which is not set"
+            ))),
+        },
+        (None, None) => Ok(None),
+    }
+}
+
+fn location(place: Place<'_>, entry: &ServiceEntry) -> Result<Location, CatalogError> {
+    let organization = match &entry.organization {
+        Some(id) => Some(uuid::Uuid::parse_str(id.trim()).map_err(|_| {
+            place.error(format!(
+                "organization {id:?} is not an organization id (a uuid, as `gdprd clients \
+                 create` prints it)"
+            ))
+        })?),
+        None => None,
+    };
+    let database = value_or_env(place, "database_url", &entry.database_url, &entry.database_url_env)?;
+    match (&entry.http, database) {
+        (Some(_), Some(_)) => Err(place.error("a service is either `http` or has a database_url, not both")),
+        (Some(http), None) => {
+            if !entry.table.is_empty() {
+                return Err(place.error("an HTTP service declares no table: the service finds its own rows"));
+            }
+            if organization.is_some() {
+                return Err(place.error("organization is for services with a database_url"));
+            }
+            Ok(Location::Http(endpoint(place, http)?))
+        }
+        (None, Some((source, url))) => {
+            let org_id = organization.ok_or_else(|| {
+                place.error(
+                    "a service with a database_url needs `organization`: the id of the \
+                     organization whose data that database holds",
+                )
+            })?;
+            let database = ExternalDatabase::new(org_id, source, &url).map_err(|e| place.error(e))?;
+            Ok(Location::Database(database))
+        }
+        (None, None) => {
+            if organization.is_some() {
+                return Err(place.error("organization is for services with a database_url"));
+            }
+            Ok(Location::Local)
+        }
+    }
+}
+
+fn endpoint(place: Place<'_>, http: &HttpEntry) -> Result<HttpEndpoint, CatalogError> {
+    if http.url.trim().is_empty() {
+        return Err(place.error("http.url is empty"));
+    }
+    let secrets = match (&http.secrets, &http.secret_env) {
+        (Some(_), Some(_)) => return Err(place.error("give http.secrets or http.secret_env, not both")),
+        (Some(list), None) => Secrets::from_list(list.clone()),
+        (None, Some(var)) => match std::env::var(var) {
+            Ok(value) => Secrets::parse(&value),
+            Err(_) => {
+                return Err(place.error(format!(
+                    "http.secret_env names the environment variable {var}, which is not set"
+                )));
+            }
+        },
+        (None, None) => {
+            return Err(place.error(
+                "an HTTP service needs a signing secret: http.secret_env (or http.secrets), \
+                 whsec_ followed by base64",
+            ));
+        }
+    }
+    .map_err(|e| place.error(format!("http: {e}")))?;
+    if http.timeout_secs == 0 || http.callback_timeout_secs == 0 {
+        return Err(place.error("http timeouts are whole seconds above zero"));
+    }
+    let identifiers = http
+        .identifiers
+        .iter()
+        .map(|k| {
+            TermKind::parse(k).ok_or_else(|| {
+                let known = TermKind::ALL.map(TermKind::as_str).join(", ");
+                place.error(format!("unknown identifier type {k:?} in http.identifiers (known: {known})"))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(HttpEndpoint {
+        url: http.url.trim().to_owned(),
+        secrets,
+        timeout: Duration::from_secs(http.timeout_secs),
+        callback_timeout: Duration::from_secs(http.callback_timeout_secs),
+        identifiers,
+    })
 }
 
 pub(super) fn parse(text: &str) -> Result<Catalog, CatalogError> {
@@ -114,12 +249,17 @@ fn service(entry: ServiceEntry) -> Result<Service, CatalogError> {
     if entry.categories.is_empty() {
         return Err(place.error("categories is empty: the access summary shows them"));
     }
-    if entry.table.is_empty() {
+    let location = location(place, &entry)?;
+    if entry.table.is_empty() && !matches!(location, Location::Http(_)) {
         return Err(place.error("declares no table"));
     }
+    let default_org = match location {
+        Location::Local => Some("org_id"),
+        Location::Database(_) | Location::Http(_) => None,
+    };
     let mut tables: Vec<Table> = Vec::with_capacity(entry.table.len());
     for t in &entry.table {
-        let table = table(place.table(&t.name), t, &tables, &entry.table, erasure)?;
+        let table = table(place.table(&t.name), t, &tables, &entry.table, erasure, default_org)?;
         tables.push(table);
     }
     Ok(Service {
@@ -129,6 +269,7 @@ fn service(entry: ServiceEntry) -> Result<Service, CatalogError> {
         categories: entry.categories,
         retention: entry.retention,
         tables,
+        location,
     })
 }
 
@@ -138,6 +279,7 @@ fn table(
     earlier: &[Table],
     all: &[TableEntry],
     erasure: Erasure,
+    default_org: Option<&str>,
 ) -> Result<Table, CatalogError> {
     let name = table_name(&entry.name).ok_or_else(|| {
         place.error("a table is named schema.table (or table, for the public schema)")
@@ -145,7 +287,8 @@ fn table(
     if earlier.iter().any(|t| t.name == name) {
         return Err(place.error("declared twice in this service"));
     }
-    if entry.org.trim().is_empty() {
+    let org_column = entry.org.as_deref().or(default_org).map(str::to_owned);
+    if org_column.as_ref().is_some_and(|c| c.trim().is_empty()) {
         return Err(place.error("org names no column"));
     }
     let key = entry
@@ -197,7 +340,7 @@ fn table(
     }
     Ok(Table {
         name,
-        org_column: entry.org.clone(),
+        org_column,
         key,
         rows,
         anonymize,
@@ -303,7 +446,7 @@ fn rules(
                     "unknown anonymize rule {rule:?} for column {column:?} (known: {known})"
                 ))
             })?;
-        if key.contains(column) || column == &entry.org {
+        if key.contains(column) || entry.org.as_ref() == Some(column) || column == "org_id" && entry.org.is_none() {
             return Err(place.error(format!(
                 "cannot anonymize {column:?}: key and organization columns identify the row"
             )));

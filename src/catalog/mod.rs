@@ -16,6 +16,10 @@ mod validate;
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
+
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use serde::{Deserialize, Serialize};
 
@@ -66,13 +70,103 @@ pub struct Service {
     pub categories: Vec<String>,
     /// How long the data is kept, for the access summary.
     pub retention: String,
-    /// In declaration order: a linked table always comes after the table it links to.
+    /// In declaration order: a linked table always comes after the table it links to. Empty
+    /// for an HTTP service.
     pub tables: Vec<Table>,
+    /// Where the service's data is reached.
+    pub location: Location,
+}
+
+/// Where a service's data is reached.
+#[derive(Debug, Clone)]
+pub enum Location {
+    /// Tables in gdprd's own database.
+    Local,
+    /// Tables in another PostgreSQL database (the controller's application database).
+    Database(ExternalDatabase),
+    /// A system of its own, called over HTTP (docs: "HTTP data services" in the README).
+    Http(HttpEndpoint),
+}
+
+/// Another PostgreSQL database, which belongs to one organization.
+#[derive(Clone)]
+pub struct ExternalDatabase {
+    /// The organization the database's data belongs to: the service only gets that
+    /// organization's requests.
+    pub org_id: uuid::Uuid,
+    /// Where the URL came from, for messages (`the environment variable X`, `database_url`).
+    pub source: String,
+    /// Holds the password: never printed.
+    options: PgConnectOptions,
+    pool: Arc<OnceLock<PgPool>>,
+}
+
+impl ExternalDatabase {
+    /// `url` is a PostgreSQL URL; the error says what is wrong with it (never the URL).
+    pub fn new(
+        org_id: uuid::Uuid,
+        source: String,
+        url: &str,
+    ) -> Result<ExternalDatabase, String> {
+        let options: PgConnectOptions = url
+            .parse()
+            .map_err(|_| format!("{source} is not a valid PostgreSQL URL"))?;
+        Ok(ExternalDatabase {
+            org_id,
+            source,
+            options,
+            pool: Arc::default(),
+        })
+    }
+
+    /// The connection pool, opened on first use (connections are made as jobs need them).
+    pub fn pool(&self) -> PgPool {
+        self.pool
+            .get_or_init(|| {
+                PgPoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(std::time::Duration::from_secs(10))
+                    .connect_lazy_with(self.options.clone())
+            })
+            .clone()
+    }
+}
+
+impl fmt::Debug for ExternalDatabase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExternalDatabase")
+            .field("org_id", &self.org_id)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An HTTP data service: gdprd POSTs each job to `url`, signed with `secrets`.
+#[derive(Debug, Clone)]
+pub struct HttpEndpoint {
+    pub url: String,
+    pub secrets: crate::outbound::signing::Secrets,
+    /// How long one call may take.
+    pub timeout: std::time::Duration,
+    /// How long gdprd waits for the callback of a job the service accepted with 202 before it
+    /// sends the job again.
+    pub callback_timeout: std::time::Duration,
+    /// The identifier types the service knows; empty for every type. Only these are sent.
+    pub identifiers: Vec<TermKind>,
+}
+
+impl HttpEndpoint {
+    pub fn knows(&self, kind: TermKind) -> bool {
+        self.identifiers.is_empty() || self.identifiers.contains(&kind)
+    }
 }
 
 impl Service {
     /// Whether a `GDPR_UPDATE` of this identifier type rewrites anything here.
     pub fn can_update(&self, kind: TermKind) -> bool {
+        if let Location::Http(endpoint) = &self.location {
+            return endpoint.knows(kind);
+        }
         self.tables.iter().any(|t| {
             t.update
                 .iter()
@@ -102,8 +196,9 @@ impl Erasure {
 #[derive(Debug, Clone)]
 pub struct Table {
     pub name: TableName,
-    /// The column naming the organization a row belongs to (a uuid).
-    pub org_column: String,
+    /// The column naming the organization a row belongs to (a uuid); `None` in an external
+    /// database that belongs to one organization as a whole.
+    pub org_column: Option<String>,
     /// The columns that identify a row within its table.
     pub key: Vec<String>,
     pub rows: Rows,

@@ -7,7 +7,8 @@ use sqlx::PgPool;
 
 use super::error::{CatalogError, Place};
 use super::sql::{self, ForeignKey};
-use super::{Catalog, Erasure, Rows, Rule, Service, Table, TableName};
+use super::{Catalog, Erasure, Location, Rows, Rule, Service, Table, TableName};
+use crate::outbound::GuardSettings;
 use crate::requests::terms::TermKind;
 
 /// A column as `pg_catalog` describes it.
@@ -23,29 +24,94 @@ type Columns = HashMap<(String, String), HashMap<String, Column>>;
 impl Catalog {
     /// Checks the catalog against the database: gdprd refuses to start on an error, which
     /// names the service and the entry at fault.
+    ///
+    /// Services of external databases are checked against their own database, after gdprd
+    /// has made sure the functions its matching uses exist there (see [`prepare_external`]).
     pub async fn validate(&self, pool: &PgPool) -> Result<(), CatalogError> {
-        let mut schemas: Vec<String> = self
+        let local: Vec<&Service> = self
             .services
             .iter()
-            .flat_map(|s| s.tables.iter().map(|t| t.name.schema.clone()))
+            .filter(|s| matches!(s.location, Location::Local))
             .collect();
-        schemas.sort();
-        schemas.dedup();
-        let mut conn = pool.acquire().await?;
-        let columns = columns(&mut conn, &schemas).await?;
-        let keys = sql::foreign_keys(&mut conn, &schemas).await?;
+        check_services(pool, &local).await?;
         for service in &self.services {
-            let place = Place::service(&service.name);
-            for table in &service.tables {
-                let name = table.name.to_string();
-                check_table(place.table(&name), service, table, &columns)?;
-            }
-            if service.erasure == Erasure::Delete {
-                check_deletable(place, service, &keys)?;
+            if let Location::Database(database) = &service.location {
+                let place = Place::service(&service.name);
+                let pool = database.pool();
+                prepare_external(&pool).await.map_err(|e| {
+                    place.error(format!(
+                        "cannot prepare the database of {}: {e}",
+                        database.source
+                    ))
+                })?;
+                check_services(&pool, &[service]).await?;
             }
         }
         Ok(())
     }
+
+    /// Checks the URL of every HTTP service against the outbound guard.
+    pub fn check_outbound(&self, guard: &GuardSettings) -> Result<(), CatalogError> {
+        for service in &self.services {
+            if let Location::Http(endpoint) = &service.location {
+                guard.check(&endpoint.url).map_err(|e| {
+                    Place::service(&service.name).error(format!("http.url is refused: {e}"))
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the catalog's generated SQL needs in a database: the pgcrypto and unaccent extensions
+/// and the two normalization functions of `migrations/0004_catalog_matching.sql`, created when
+/// missing (gdprd's role needs the right to create them there once).
+pub async fn prepare_external(pool: &PgPool) -> sqlx::Result<()> {
+    let mut conn = pool.acquire().await?;
+    let present: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+          WHERE n.nspname = 'public' AND p.proname IN ('gdpr_fold', 'gdpr_digits')",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let extensions: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_extension WHERE extname IN ('pgcrypto', 'unaccent')",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if present == 2 && extensions == 2 {
+        return Ok(());
+    }
+    sqlx::raw_sql(include_str!("functions.sql"))
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+async fn check_services(pool: &PgPool, services: &[&Service]) -> Result<(), CatalogError> {
+    let mut schemas: Vec<String> = services
+        .iter()
+        .flat_map(|s| s.tables.iter().map(|t| t.name.schema.clone()))
+        .collect();
+    if schemas.is_empty() {
+        return Ok(());
+    }
+    schemas.sort();
+    schemas.dedup();
+    let mut conn = pool.acquire().await?;
+    let columns = columns(&mut conn, &schemas).await?;
+    let keys = sql::foreign_keys(&mut conn, &schemas).await?;
+    for service in services {
+        let place = Place::service(&service.name);
+        for table in &service.tables {
+            let name = table.name.to_string();
+            check_table(place.table(&name), service, table, &columns)?;
+        }
+        if service.erasure == Erasure::Delete {
+            check_deletable(place, service, &keys)?;
+        }
+    }
+    Ok(())
 }
 
 async fn columns(
@@ -104,12 +170,14 @@ fn check_table(
         }
     };
 
-    let org = column(&table.org_column)?;
-    if org.type_name != "uuid" {
-        return Err(place.error(format!(
-            "organization column {:?} is {}, expected uuid",
-            table.org_column, org.type_name
-        )));
+    if let Some(org_column) = &table.org_column {
+        let org = column(org_column)?;
+        if org.type_name != "uuid" {
+            return Err(place.error(format!(
+                "organization column {org_column:?} is {}, expected uuid",
+                org.type_name
+            )));
+        }
     }
     for key in &table.key {
         column(key)?;

@@ -20,6 +20,7 @@ use uuid::Uuid;
 use crate::catalog::{self, Action, Catalog};
 use crate::config::WorkerSettings;
 use crate::index::Normalizer;
+use crate::outbound::Outbound;
 use crate::requests::create::{FINALIZE, ReplacementsColumn};
 use crate::requests::terms::Terms;
 use crate::secrets::ServerKey;
@@ -32,6 +33,8 @@ pub struct Worker {
     pub key: ServerKey,
     pub normalizer: Normalizer,
     pub settings: WorkerSettings,
+    /// Calls to HTTP data services and notification receivers.
+    pub outbound: Outbound,
     /// Names this worker's leases.
     pub id: String,
 }
@@ -55,6 +58,7 @@ impl Worker {
     ) -> Worker {
         let id = format!("{}-{}", std::process::id(), Uuid::new_v4().simple());
         Worker {
+            outbound: Outbound::new(settings.outbound.clone()),
             pool,
             catalog,
             key,

@@ -3,6 +3,7 @@ use std::sync::Arc;
 use gdprd::catalog::Catalog;
 use gdprd::config::{HttpSettings, WorkerSettings};
 use gdprd::index::Normalizer;
+use gdprd::outbound::{GuardSettings, Outbound};
 use gdprd::requests::store::ResultLinks;
 use gdprd::secrets::ServerKey;
 use gdprd::state::AppState;
@@ -34,11 +35,20 @@ pub struct TestClient {
 }
 
 /// Worker settings for tests: quick polling and retries.
+/// The tests' receivers listen on loopback over plain HTTP.
+pub fn loopback_allowed() -> GuardSettings {
+    GuardSettings {
+        outbound_allow_private: true,
+        outbound_allow_http: true,
+    }
+}
+
 pub fn fast_worker() -> WorkerSettings {
     WorkerSettings {
         poll_interval_ms: 50,
         retry_base_ms: 50,
         retry_max_ms: 400,
+        outbound: loopback_allowed(),
         ..WorkerSettings::default()
     }
 }
@@ -63,10 +73,22 @@ impl TestApp {
         settings: HttpSettings,
         worker: Option<WorkerSettings>,
     ) -> TestApp {
+        let catalog = Catalog::load(std::path::Path::new("catalog/demo.toml")).unwrap();
+        TestApp::spawn_with_catalog(pool, settings, worker, catalog).await
+    }
+
+    /// An app whose catalog is `catalog` (checked against the database first).
+    pub async fn spawn_with_catalog(
+        pool: PgPool,
+        settings: HttpSettings,
+        worker: Option<WorkerSettings>,
+        catalog: Catalog,
+    ) -> TestApp {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = format!("http://{}", listener.local_addr().unwrap());
-        let catalog = Arc::new(Catalog::load(std::path::Path::new("catalog/demo.toml")).unwrap());
         catalog.validate(&pool).await.unwrap();
+        catalog.check_outbound(&loopback_allowed()).unwrap();
+        let catalog = Arc::new(catalog);
         let key = ServerKey::load_or_create(&pool).await.unwrap();
         let normalizer = Normalizer::new("US").unwrap();
         let worker_settings = worker.clone().unwrap_or_default();
@@ -81,6 +103,7 @@ impl TestApp {
             catalog: catalog.clone(),
             max_attempts: worker_settings.job_max_attempts,
             rate_limits: gdprd::ratelimit::RateLimits::new(settings.rate_limits()),
+            outbound: Outbound::new(loopback_allowed()),
             settings: Arc::new(settings),
         };
         tokio::spawn(gdprd::http::serve(listener, state, std::future::pending()));

@@ -1,0 +1,14 @@
+-- What the catalog's generated SQL needs in an external database (the same definitions as
+-- migrations/0004_catalog_matching.sql gives gdprd's own). Safe to run again.
+CREATE EXTENSION IF NOT EXISTS pgcrypto;
+CREATE EXTENSION IF NOT EXISTS unaccent;
+
+CREATE OR REPLACE FUNCTION public.gdpr_fold(value text) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    RETURN pg_catalog.btrim(pg_catalog.regexp_replace(
+        pg_catalog.lower(public.unaccent('public.unaccent'::regdictionary, value)),
+        '[[:space:][:cntrl:]]+', ' ', 'g'));
+
+CREATE OR REPLACE FUNCTION public.gdpr_digits(value text) RETURNS text
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    RETURN pg_catalog.regexp_replace(value, '\D', '', 'g');
