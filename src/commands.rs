@@ -82,11 +82,12 @@ async fn serve(
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     tracing::info!(address = %args.listen, "gdprd listening");
+    let public_url = args.public_url();
     let state = AppState {
         pool: pool.clone(),
         normalizer: normalizer.clone(),
         links: ResultLinks {
-            public_url: args.public_url(),
+            public_url: public_url.clone(),
             key: key.clone(),
             ttl: Duration::seconds(args.http.results_url_ttl_secs as i64),
         },
@@ -98,7 +99,9 @@ async fn serve(
     };
     let stop = CancellationToken::new();
     let worker = (!args.no_worker).then(|| {
-        let worker = Worker::new(pool, catalog, key, normalizer, args.worker);
+        let mut settings = args.worker.clone();
+        settings.callback_base_url.get_or_insert(public_url);
+        let worker = Worker::new(pool, catalog, key, normalizer, settings);
         tokio::spawn(worker.run(stop.clone()))
     });
     let shutdown = {

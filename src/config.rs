@@ -160,6 +160,11 @@ pub struct WorkerSettings {
     #[arg(long, env = "GDPRD_EXPORT_TTL_SECS", default_value_t = 7 * 86_400)]
     pub export_ttl_secs: u64,
 
+    /// Base URL HTTP data services reach gdprd at to post a job's result after answering 202
+    /// (`…/api/v2/gdpr/callbacks/jobs/{jobId}`). Default with `serve`: its public URL.
+    #[arg(long, env = "GDPRD_CALLBACK_BASE_URL")]
+    pub callback_base_url: Option<String>,
+
     #[command(flatten)]
     pub outbound: crate::outbound::GuardSettings,
 }
@@ -174,6 +179,7 @@ impl Default for WorkerSettings {
             lease_secs: 60,
             poll_interval_ms: 1_000,
             export_ttl_secs: 7 * 86_400,
+            callback_base_url: None,
             outbound: crate::outbound::GuardSettings::default(),
         }
     }

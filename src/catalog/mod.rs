@@ -162,6 +162,15 @@ impl HttpEndpoint {
 }
 
 impl Service {
+    /// Whether the service holds data of this organization: an external database holds one
+    /// organization's data; the others are shared by every organization.
+    pub fn serves(&self, org_id: uuid::Uuid) -> bool {
+        match &self.location {
+            Location::Database(database) => database.org_id == org_id,
+            Location::Local | Location::Http(_) => true,
+        }
+    }
+
     /// Whether a `GDPR_UPDATE` of this identifier type rewrites anything here.
     pub fn can_update(&self, kind: TermKind) -> bool {
         if let Location::Http(endpoint) = &self.location {

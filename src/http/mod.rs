@@ -1,5 +1,6 @@
 //! The HTTP surface: one file per resource, the error mapping, extractors and middleware.
 
+pub mod callbacks;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -103,8 +104,10 @@ pub fn documented(
     body_limit: usize,
     index_limit: usize,
 ) -> OpenApiRouter<AppState> {
+    // Bulk index writes and job results (which may carry an export) take large bodies.
     let bulk_index = OpenApiRouter::new()
         .routes(limited(Class::IndexWrite, routes!(index::bulk_write)))
+        .routes(limited(Class::IndexWrite, routes!(callbacks::job_result)))
         .layer(DefaultBodyLimit::max(index_limit));
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(health::healthz))

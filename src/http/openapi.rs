@@ -105,6 +105,9 @@ ambiguity guard, the subject index and the health checks.";
         (name = "Subject index",
             description = "**Extension.** The records subject searches and requests resolve \
                 against: one per known person-record, with the identifiers known for it."),
+        (name = "HTTP data services",
+            description = "**Extension.** Results that HTTP data services post back for jobs \
+                they accepted with 202, signed per Standard Webhooks."),
         (name = "Operations", description = "**Extension.** Health checks."),
     ),
     components(schemas(ErrorBody), responses(
@@ -540,10 +543,18 @@ pub mod schemas {
     }
 
     pub fn job_status() -> Object {
-        string_enum(["QUEUED", "RUNNING", "RETRYING", "COMPLETED", "ERROR"])
-            .description(Some(
-                "`RETRYING`: an attempt failed and another is scheduled.",
-            ))
+        string_enum([
+            "QUEUED",
+            "RUNNING",
+            "AWAITING_CALLBACK",
+            "RETRYING",
+            "COMPLETED",
+            "ERROR",
+        ])
+        .description(Some(
+            "`RETRYING`: an attempt failed and another is scheduled. `AWAITING_CALLBACK`: an \
+             HTTP data service accepted the job and will post its result.",
+        ))
             .build()
     }
 

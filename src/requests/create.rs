@@ -183,7 +183,7 @@ pub async fn submit(
 
     let mut job_rows = JobRows::new(ctx.max_attempts);
     if groups.len() == 1 {
-        job_rows.add_for(parent_id, request_type, &replacements, ctx);
+        job_rows.add_for(parent_id, caller.org_id, request_type, &replacements, ctx);
     } else {
         let children: Vec<NewRow> = groups
             .into_iter()
@@ -202,7 +202,7 @@ pub async fn submit(
         };
         insert_children(&mut tx, caller, &shared, &children, ctx.key).await?;
         for child in &children {
-            job_rows.add_for(child.id, request_type, &replacements, ctx);
+            job_rows.add_for(child.id, caller.org_id, request_type, &replacements, ctx);
         }
     }
     job_rows.insert(&mut tx).await?;
@@ -732,12 +732,13 @@ impl JobRows {
     fn add_for(
         &mut self,
         request_id: Uuid,
+        org_id: Uuid,
         request_type: RequestType,
         replacements: &Option<Vec<Replacement>>,
         ctx: &Context<'_>,
     ) {
         let mut services = 0;
-        for service in &ctx.catalog.services {
+        for service in ctx.catalog.services.iter().filter(|s| s.serves(org_id)) {
             let action = match request_type {
                 RequestType::GdprGet => "summarize",
                 RequestType::GdprExport => "export",

@@ -224,7 +224,7 @@ pub struct JobView {
     /// `summarize`, `export`, `update`, `delete` or `anonymize`.
     #[schema(schema_with = schemas::job_action)]
     pub action: String,
-    /// `QUEUED`, `RUNNING`, `RETRYING`, `COMPLETED` or `ERROR`.
+    /// `QUEUED`, `RUNNING`, `AWAITING_CALLBACK`, `RETRYING`, `COMPLETED` or `ERROR`.
     #[schema(schema_with = schemas::job_status)]
     pub status: String,
     /// Attempts so far.

@@ -13,6 +13,7 @@ use super::model::{
 };
 use crate::secrets::ServerKey;
 use crate::wire::{DomainEntityRef, GdprSubject, Page};
+use crate::worker::queue::AWAITING_CALLBACK;
 
 /// Builds the absolute, signed, expiring URLs of export archives.
 #[derive(Debug, Clone)]
@@ -91,6 +92,7 @@ struct JobRow {
     retained: i64,
     retained_reason: Option<String>,
     last_error: Option<String>,
+    locked_by: Option<String>,
 }
 
 const SELECT_REQUESTS: &str = "SELECT r.id, r.request_type, r.name, r.subject, r.replacement_terms,
@@ -149,7 +151,7 @@ async fn render(
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     let jobs: Vec<JobRow> = sqlx::query_as(
         "SELECT request_id, service, action, status, attempts, matched, deleted, anonymized,
-                updated, retained, retained_reason, last_error
+                updated, retained, retained_reason, last_error, locked_by
            FROM gdpr_jobs WHERE request_id = ANY($1) AND service <> $2
           ORDER BY service",
     )
@@ -231,7 +233,9 @@ fn view(
 }
 
 fn job_view(j: &JobRow) -> JobView {
+    let awaiting = j.status == "running" && j.locked_by.as_deref() == Some(AWAITING_CALLBACK);
     let status = match (j.status.as_str(), j.attempts) {
+        _ if awaiting => "AWAITING_CALLBACK",
         ("queued", 0) | ("waiting", _) => "QUEUED",
         ("queued", _) => "RETRYING",
         ("running", _) => "RUNNING",
@@ -249,6 +253,8 @@ fn job_view(j: &JobRow) -> JobView {
         updated: j.updated,
         retained: j.retained,
         retained_reason: j.retained_reason.clone(),
-        error: j.last_error.clone(),
+        // While a service works on a job it accepted, the text is what happens if it never
+        // calls back, not a failure.
+        error: j.last_error.clone().filter(|_| !awaiting),
     }
 }

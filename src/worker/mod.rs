@@ -5,6 +5,7 @@
 pub mod archive;
 pub mod finalize;
 pub mod queue;
+pub mod service;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +18,7 @@ use sqlx::types::Json;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::catalog::{self, Action, Catalog};
+use crate::catalog::Catalog;
 use crate::config::WorkerSettings;
 use crate::index::Normalizer;
 use crate::outbound::Outbound;
@@ -128,10 +129,13 @@ impl Worker {
     async fn process(&self, job: Claimed) {
         let started = std::time::Instant::now();
         let result = if job.attempts > job.max_attempts {
-            Err(anyhow::anyhow!(
-                "gave up after {} attempts whose workers stopped before finishing",
-                job.max_attempts
-            ))
+            Err(anyhow::anyhow!(match &job.last_error {
+                Some(last) => format!("gave up after {} attempts: {last}", job.max_attempts),
+                None => format!(
+                    "gave up after {} attempts whose workers stopped before finishing",
+                    job.max_attempts
+                ),
+            }))
         } else if job.service == FINALIZE {
             finalize::run(self, &job).await
         } else {
@@ -159,7 +163,9 @@ impl Worker {
         );
         let result: anyhow::Result<()> = async {
             let mut tx = self.pool.begin().await?;
-            let gave_up = queue::fail(&mut tx, job, &self.id, &message, delay).await?;
+            let permanent = error.downcast_ref::<service::Permanent>().is_some();
+            let gave_up =
+                queue::fail(&mut tx, job.id, &self.id, &message, delay, permanent).await?;
             if gave_up && job.service != FINALIZE {
                 queue::after_service_job(&mut tx, job.request_id).await?;
             }
@@ -181,88 +187,6 @@ impl Worker {
         .fetch_one(&self.pool)
         .await
         .context("loading the request")
-    }
-
-    /// A service job: search (count what it will touch), then act, each in one transaction
-    /// together with the job's own bookkeeping — which is what makes running it twice safe.
-    async fn run_service_job(&self, job: &Claimed) -> anyhow::Result<()> {
-        let work = self.request_work(job.request_id).await?;
-        let service = self.catalog.service(&job.service).with_context(|| {
-            format!(
-                "the catalog no longer has a service named {:?}",
-                job.service
-            )
-        })?;
-        let key = self.key.bytes();
-
-        if job.phase == "search" {
-            let mut tx = self.pool.begin().await?;
-            let found = catalog::execute(
-                &mut tx,
-                service,
-                work.org_id,
-                &work.terms.0,
-                Action::Summarize,
-                key,
-            )
-            .await?;
-            let held = sqlx::query(
-                "UPDATE gdpr_jobs SET phase = 'act', matched = $3
-                  WHERE id = $1 AND locked_by = $2 AND status = 'running'",
-            )
-            .bind(job.id)
-            .bind(&self.id)
-            .bind(found.matched)
-            .execute(&mut *tx)
-            .await?;
-            if held.rows_affected() == 0 {
-                return Ok(());
-            }
-            queue::refresh_status(&mut tx, job.request_id).await?;
-            tx.commit().await?;
-        }
-
-        let replacements = work
-            .replacement_terms
-            .as_ref()
-            .map(|r| r.0.parsed.as_slice())
-            .unwrap_or_default();
-        let action = match job.action.as_str() {
-            "summarize" => Action::Summarize,
-            "export" => Action::Export,
-            "update" => Action::Update(replacements),
-            "delete" | "anonymize" => Action::Erase,
-            other => anyhow::bail!("unknown job action {other:?}"),
-        };
-        let mut tx = self.pool.begin().await?;
-        let outcome =
-            catalog::execute(&mut tx, service, work.org_id, &work.terms.0, action, key).await?;
-        let held = sqlx::query(
-            "UPDATE gdpr_jobs
-                SET status = 'completed', phase = 'act', matched = $3, deleted = $4,
-                    anonymized = $5, updated = $6, retained = $7, retained_reason = $8,
-                    result = $9, last_error = NULL, locked_by = NULL, locked_until = NULL,
-                    completed_at = now()
-              WHERE id = $1 AND locked_by = $2 AND status = 'running'",
-        )
-        .bind(job.id)
-        .bind(&self.id)
-        .bind(outcome.matched)
-        .bind(outcome.deleted)
-        .bind(outcome.anonymized)
-        .bind(outcome.updated)
-        .bind(outcome.retained)
-        .bind(&outcome.retained_reason)
-        .bind(outcome.export.as_ref().map(Json))
-        .execute(&mut *tx)
-        .await?;
-        if held.rows_affected() == 0 {
-            // Another worker took the job over after our lease ran out; its run counts.
-            return Ok(());
-        }
-        queue::after_service_job(&mut tx, job.request_id).await?;
-        tx.commit().await?;
-        Ok(())
     }
 
     /// Deletes export archives past their expiry.

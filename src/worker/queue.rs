@@ -8,6 +8,7 @@ use rand::Rng;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::catalog::Outcome;
 use crate::requests::create::FINALIZE;
 use crate::requests::model::Status;
 
@@ -21,6 +22,8 @@ pub struct Claimed {
     pub phase: String,
     pub attempts: i32,
     pub max_attempts: i32,
+    /// Why the previous attempt did not finish, if it said.
+    pub last_error: Option<String>,
 }
 
 /// Claims up to `limit` ready jobs: queued ones whose time has come, and running ones whose
@@ -42,7 +45,8 @@ pub async fn claim(
                  ORDER BY run_at
                  LIMIT $3
                  FOR UPDATE SKIP LOCKED)
-      RETURNING j.id, j.request_id, j.service, j.action, j.phase, j.attempts, j.max_attempts",
+      RETURNING j.id, j.request_id, j.service, j.action, j.phase, j.attempts, j.max_attempts,
+                j.last_error",
     )
     .bind(worker)
     .bind(lease.as_secs_f64())
@@ -61,31 +65,111 @@ pub fn backoff(attempts: i32, base: Duration, max: Duration) -> Duration {
 }
 
 /// Records a failed attempt: the job is queued again after its backoff, or fails for good when
-/// it has used its attempts. Returns whether it failed for good. Does nothing when the lease was
-/// lost to another worker.
+/// it has used its attempts or the failure is `permanent` (another attempt would fail the same
+/// way). Returns whether it failed for good. Does nothing when the lease was lost to another
+/// worker.
 pub async fn fail(
     conn: &mut PgConnection,
-    job: &Claimed,
-    worker: &str,
+    job_id: Uuid,
+    holder: &str,
     error: &str,
     delay: Duration,
+    permanent: bool,
 ) -> sqlx::Result<bool> {
     let status: Option<String> = sqlx::query_scalar(
         "UPDATE gdpr_jobs
-            SET status = CASE WHEN attempts >= max_attempts THEN 'error' ELSE 'queued' END,
+            SET status = CASE WHEN $5 OR attempts >= max_attempts THEN 'error' ELSE 'queued' END,
                 run_at = now() + make_interval(secs => $3),
                 last_error = $4, locked_by = NULL, locked_until = NULL,
-                completed_at = CASE WHEN attempts >= max_attempts THEN now() END
+                completed_at = CASE WHEN $5 OR attempts >= max_attempts THEN now() END
           WHERE id = $1 AND locked_by = $2 AND status = 'running'
       RETURNING status",
     )
-    .bind(job.id)
-    .bind(worker)
+    .bind(job_id)
+    .bind(holder)
     .bind(delay.as_secs_f64())
     .bind(error)
+    .bind(permanent)
     .fetch_optional(conn)
     .await?;
     Ok(status.as_deref() == Some("error"))
+}
+
+/// Records that a service job found `matched` rows and moves it on to acting. Returns whether
+/// `holder` still held the job.
+pub async fn searched(
+    conn: &mut PgConnection,
+    job_id: Uuid,
+    holder: &str,
+    matched: i64,
+) -> sqlx::Result<bool> {
+    let held = sqlx::query(
+        "UPDATE gdpr_jobs SET phase = 'act', matched = $3
+          WHERE id = $1 AND locked_by = $2 AND status = 'running'",
+    )
+    .bind(job_id)
+    .bind(holder)
+    .bind(matched)
+    .execute(conn)
+    .await?;
+    Ok(held.rows_affected() > 0)
+}
+
+/// Completes a service job with what it did. Returns whether `holder` still held the job (when
+/// not, another worker took it over after the lease ran out, and its run counts).
+pub async fn complete(
+    conn: &mut PgConnection,
+    job_id: Uuid,
+    holder: &str,
+    outcome: &Outcome,
+) -> sqlx::Result<bool> {
+    let held = sqlx::query(
+        "UPDATE gdpr_jobs
+            SET status = 'completed', phase = 'act', matched = $3, deleted = $4,
+                anonymized = $5, updated = $6, retained = $7, retained_reason = $8,
+                result = $9, last_error = NULL, locked_by = NULL, locked_until = NULL,
+                completed_at = now()
+          WHERE id = $1 AND locked_by = $2 AND status = 'running'",
+    )
+    .bind(job_id)
+    .bind(holder)
+    .bind(outcome.matched)
+    .bind(outcome.deleted)
+    .bind(outcome.anonymized)
+    .bind(outcome.updated)
+    .bind(outcome.retained)
+    .bind(&outcome.retained_reason)
+    .bind(outcome.export.as_ref().map(sqlx::types::Json))
+    .execute(conn)
+    .await?;
+    Ok(held.rows_affected() > 0)
+}
+
+/// The holder of a job that an HTTP data service accepted (202) and will answer by callback.
+pub const AWAITING_CALLBACK: &str = "callback";
+
+/// Parks a job until its HTTP service calls back: the lease becomes the callback deadline, after
+/// which the job is claimed and sent again like any job whose worker went away.
+pub async fn await_callback(
+    conn: &mut PgConnection,
+    job_id: Uuid,
+    holder: &str,
+    deadline: Duration,
+) -> sqlx::Result<bool> {
+    let held = sqlx::query(
+        "UPDATE gdpr_jobs
+            SET phase = 'act', locked_by = $3, locked_until = now() + make_interval(secs => $4),
+                last_error = 'the service accepted the job; no callback came within '
+                             || $4::bigint || ' s'
+          WHERE id = $1 AND locked_by = $2 AND status = 'running'",
+    )
+    .bind(job_id)
+    .bind(holder)
+    .bind(AWAITING_CALLBACK)
+    .bind(deadline.as_secs() as i64)
+    .execute(conn)
+    .await?;
+    Ok(held.rows_affected() > 0)
 }
 
 /// After a service job reached a terminal state: when it was the request's last one, the

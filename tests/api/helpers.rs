@@ -86,6 +86,10 @@ impl TestApp {
     ) -> TestApp {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = format!("http://{}", listener.local_addr().unwrap());
+        let worker = worker.map(|mut w| {
+            w.callback_base_url.get_or_insert(address.clone());
+            w
+        });
         catalog.validate(&pool).await.unwrap();
         catalog.check_outbound(&loopback_allowed()).unwrap();
         let catalog = Arc::new(catalog);

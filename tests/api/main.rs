@@ -8,4 +8,5 @@ mod index_writes;
 mod limits;
 mod openapi;
 mod requests;
+mod services;
 mod subjects;

@@ -1,0 +1,115 @@
+//! Callbacks from HTTP data services: the result of a job the service accepted with 202,
+//! signed per Standard Webhooks with the service's own secret (no OAuth token: the signature is
+//! the credential).
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use uuid::Uuid;
+
+use super::error::ApiError;
+use super::openapi::{
+    BadRequest, Conflict, GatewayTimeout, InternalServerError, NotFound, PayloadTooLarge,
+    ServiceUnavailable, TooManyRequests, Unauthorized,
+};
+use crate::catalog::Location;
+use crate::state::AppState;
+use crate::worker::queue::{self, AWAITING_CALLBACK};
+use crate::worker::service::JobResult;
+
+fn job_not_found() -> ApiError {
+    ApiError::NotFound("No job of an HTTP data service has this id.".into())
+}
+
+/// Post the result of a job (HTTP data services)
+///
+/// Extension. An HTTP data service that answered a job with 202 posts the job's result here,
+/// the same JSON a synchronous answer carries (counts, `export`, or `error`), signed with the
+/// service's secret (`webhook-id`, `webhook-timestamp`, `webhook-signature`). A result for a
+/// job that is not waiting for one (already completed, or sent again after its deadline) is
+/// refused with 409.
+#[utoipa::path(
+    post,
+    path = "/api/v2/gdpr/callbacks/jobs/{jobId}",
+    operation_id = "postGdprJobCallback",
+    tag = "HTTP data services",
+    security(()),
+    params(
+        ("jobId" = Uuid, Path, description = "The `jobId` of the job message"),
+        ("webhook-id" = String, Header, description = "Standard Webhooks message id"),
+        ("webhook-timestamp" = i64, Header, description = "Unix seconds; within 5 minutes of gdprd's clock"),
+        ("webhook-signature" = String, Header, description = "`v1,<base64 HMAC-SHA256>`, space-separated when several"),
+    ),
+    request_body(content = serde_json::Value, content_type = "application/json",
+        description = "The job's result: `{matched, deleted, anonymized, updated, retained, \
+            retainedReason, export}` or `{error}`",
+        example = json!({"matched": 3, "deleted": 3})),
+    responses(
+        (status = 204, description = "The result is recorded."),
+        (status = 400, response = BadRequest),
+        (status = 401, response = Unauthorized),
+        (status = 404, response = NotFound),
+        (status = 409, response = Conflict),
+        (status = 413, response = PayloadTooLarge),
+        (status = 429, response = TooManyRequests),
+        (status = 500, response = InternalServerError),
+        (status = 503, response = ServiceUnavailable),
+        (status = 504, response = GatewayTimeout),
+    )
+)]
+pub async fn job_result(
+    State(state): State<AppState>,
+    Path(job_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    let job_id = Uuid::parse_str(&job_id).map_err(|_| job_not_found())?;
+    let job: Option<(Uuid, String, String, Option<String>)> = sqlx::query_as(
+        "SELECT request_id, service, status, locked_by FROM gdpr_jobs WHERE id = $1",
+    )
+    .bind(job_id)
+    .fetch_optional(&state.pool)
+    .await?;
+    let (request_id, service, status, holder) = job.ok_or_else(job_not_found)?;
+    let endpoint = match state.catalog.service(&service).map(|s| &s.location) {
+        Some(Location::Http(endpoint)) => endpoint,
+        _ => return Err(job_not_found()),
+    };
+    endpoint.secrets.verify(&headers, &body).map_err(|reason| {
+        tracing::warn!(%job_id, %reason, "job callback refused");
+        ApiError::BadCredentials
+    })?;
+    if status != "running" || holder.as_deref() != Some(AWAITING_CALLBACK) {
+        return Err(ApiError::Conflict {
+            message: format!(
+                "The job is not waiting for a result (its status is {status}); a result is \
+                 accepted once, while the job waits for it."
+            ),
+            candidates: None,
+        });
+    }
+    let result: JobResult = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "The body is not a job result: {e}. Send {{matched, deleted, anonymized, updated, \
+             retained, retainedReason, export}} or {{error}}."
+        ))
+    })?;
+    let mut tx = state.pool.begin().await?;
+    let recorded = match result.into_outcome() {
+        Ok(outcome) => queue::complete(&mut tx, job_id, AWAITING_CALLBACK, &outcome).await?,
+        Err(reason) => {
+            let delay = std::time::Duration::ZERO;
+            queue::fail(&mut tx, job_id, AWAITING_CALLBACK, &reason, delay, true).await?
+        }
+    };
+    if !recorded {
+        // Another callback for the same job won the race.
+        return Err(ApiError::Conflict {
+            message: "The job is not waiting for a result any more.".into(),
+            candidates: None,
+        });
+    }
+    queue::after_service_job(&mut tx, request_id).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,396 @@
+//! One service job: the part of a request that one data service carries out, wherever the
+//! service lives — tables in gdprd's database, tables in an external database, or a system
+//! behind HTTP (the contract is [`JobMessage`] out, [`JobResult`] back, documented in the
+//! README under "HTTP data services").
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use super::queue::{self, Claimed};
+use super::{RequestWork, Worker};
+use crate::catalog::{self, Action, HttpEndpoint, Location, Outcome, Service};
+use crate::outbound::{self, CallError};
+use crate::requests::terms::TermKind;
+
+/// A failure that another attempt would meet again (the service refused the job, or answered
+/// something that is not a result): the job fails at once with this reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Permanent(pub String);
+
+impl Worker {
+    /// Runs a service job where its service lives.
+    pub(super) async fn run_service_job(&self, job: &Claimed) -> anyhow::Result<()> {
+        let work = self.request_work(job.request_id).await?;
+        let service = self.catalog.service(&job.service).with_context(|| {
+            format!(
+                "the catalog no longer has a service named {:?}",
+                job.service
+            )
+        })?;
+        match &service.location {
+            Location::Local => self.run_on_tables(job, &work, service, None).await,
+            Location::Database(database) => {
+                if database.org_id != work.org_id {
+                    return Err(Permanent(format!(
+                        "service {:?} holds another organization's data",
+                        service.name
+                    ))
+                    .into());
+                }
+                self.run_on_tables(job, &work, service, Some(database.pool()))
+                    .await
+            }
+            Location::Http(endpoint) => self.run_over_http(job, &work, service, endpoint).await,
+        }
+    }
+
+    /// A service of tables: search (count what it will touch), then act, each in one
+    /// transaction. In gdprd's own database the job's bookkeeping commits in the same
+    /// transaction, which is what makes running a job twice safe. In an external database the
+    /// service's transaction commits first and the bookkeeping right after; should the second
+    /// fail, the job runs again and finds the rows already erased or rewritten.
+    async fn run_on_tables(
+        &self,
+        job: &Claimed,
+        work: &RequestWork,
+        service: &Service,
+        external: Option<PgPool>,
+    ) -> anyhow::Result<()> {
+        let key = self.key.bytes();
+        let data_pool = external.as_ref().unwrap_or(&self.pool);
+
+        if job.phase == "search" {
+            let mut data = data_pool.begin().await?;
+            let found = catalog::execute(
+                &mut data,
+                service,
+                work.org_id,
+                &work.terms.0,
+                Action::Summarize,
+                key,
+            )
+            .await?;
+            let mut own = match external {
+                None => data,
+                Some(_) => {
+                    data.rollback().await?;
+                    self.pool.begin().await?
+                }
+            };
+            if !queue::searched(&mut own, job.id, &self.id, found.matched).await? {
+                return Ok(());
+            }
+            queue::refresh_status(&mut own, job.request_id).await?;
+            own.commit().await?;
+        }
+
+        let replacements = work
+            .replacement_terms
+            .as_ref()
+            .map(|r| r.0.parsed.as_slice())
+            .unwrap_or_default();
+        let action = match job.action.as_str() {
+            "summarize" => Action::Summarize,
+            "export" => Action::Export,
+            "update" => Action::Update(replacements),
+            "delete" | "anonymize" => Action::Erase,
+            other => anyhow::bail!("unknown job action {other:?}"),
+        };
+        let mut data = data_pool.begin().await?;
+        let outcome =
+            catalog::execute(&mut data, service, work.org_id, &work.terms.0, action, key).await?;
+        match external {
+            None => {
+                if !queue::complete(&mut data, job.id, &self.id, &outcome).await? {
+                    return Ok(());
+                }
+                queue::after_service_job(&mut data, job.request_id).await?;
+                data.commit().await?;
+            }
+            Some(_) => {
+                let mut own = self.pool.begin().await?;
+                if !queue::complete(&mut own, job.id, &self.id, &outcome).await? {
+                    data.rollback().await?;
+                    return Ok(());
+                }
+                queue::after_service_job(&mut own, job.request_id).await?;
+                data.commit().await?;
+                own.commit().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// An HTTP service: one signed call per attempt. 200 carries the result; 202 means the
+    /// service works on and calls back; other answers are failures (4xx at once, the rest
+    /// after retries).
+    async fn run_over_http(
+        &self,
+        job: &Claimed,
+        work: &RequestWork,
+        service: &Service,
+        endpoint: &HttpEndpoint,
+    ) -> anyhow::Result<()> {
+        let message = JobMessage::new(job, work, service, endpoint, self.callback_url(job.id));
+        let delivered = self
+            .outbound
+            .post_signed(
+                &endpoint.url,
+                job.id,
+                &endpoint.secrets,
+                &message,
+                endpoint.timeout,
+            )
+            .await;
+        let answer = match delivered {
+            Ok(answer) => answer,
+            Err(CallError::Url(refused)) => {
+                return Err(Permanent(format!("service URL refused: {refused}")).into());
+            }
+            Err(e) => anyhow::bail!("calling the service failed: {e}"),
+        };
+        match answer.status {
+            200 => {
+                let outcome = JobResult::parse(&answer.body).map_err(Permanent)?;
+                let mut tx = self.pool.begin().await?;
+                if queue::complete(&mut tx, job.id, &self.id, &outcome).await? {
+                    queue::after_service_job(&mut tx, job.request_id).await?;
+                    tx.commit().await?;
+                }
+                Ok(())
+            }
+            202 => {
+                let mut tx = self.pool.begin().await?;
+                if queue::await_callback(&mut tx, job.id, &self.id, endpoint.callback_timeout)
+                    .await?
+                {
+                    queue::refresh_status(&mut tx, job.request_id).await?;
+                    tx.commit().await?;
+                }
+                Ok(())
+            }
+            status => {
+                let reason = format!(
+                    "the service answered {status}: {}",
+                    outbound::excerpt(&answer.body)
+                );
+                // A client error will not go away by itself; 408 and 429 do.
+                if (400..500).contains(&status) && status != 408 && status != 429 {
+                    Err(Permanent(reason).into())
+                } else {
+                    Err(anyhow::anyhow!(reason))
+                }
+            }
+        }
+    }
+
+    /// Where an HTTP service posts a job's result when it answered 202.
+    fn callback_url(&self, job_id: Uuid) -> Option<String> {
+        self.settings
+            .callback_base_url
+            .as_deref()
+            .map(|base| format!("{}/api/v2/gdpr/callbacks/jobs/{job_id}", base.trim_end_matches('/')))
+    }
+}
+
+/// What gdprd POSTs to an HTTP data service for each job.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobMessage {
+    /// Always `gdpr.job`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The same on every retry of the job: a receiver that has seen it may answer again
+    /// without doing the work twice.
+    pub job_id: Uuid,
+    pub request_id: Uuid,
+    pub organization_id: Uuid,
+    pub request_type: String,
+    pub service: String,
+    /// `summarize`, `export`, `update`, `delete` or `anonymize`.
+    pub action: String,
+    pub attempt: i32,
+    /// Every identifier of the subject the service knows the type of.
+    pub identifiers: Vec<Identifier>,
+    /// For `update`: the rewrites to make.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub replacement_terms: Vec<ReplacementMessage>,
+    /// Where to POST the result after answering 202 (absent when gdprd has no public URL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
+    /// When gdprd stops waiting for that callback and sends the job again.
+    pub callback_deadline: DateTime<Utc>,
+}
+
+/// One identifier of the subject.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Identifier {
+    #[serde(rename = "type")]
+    pub kind: TermKind,
+    /// Normalized: e-mail addresses lower-cased, phone numbers in E.164, names folded.
+    pub value: String,
+    /// Every spelling it was given in (for searching free text).
+    pub spellings: Vec<String>,
+    /// A name or an address: when the message carries any identifier that is not weak, match
+    /// rows on those only (a namesake's rows must not be touched) and use weak ones for
+    /// redacting free text.
+    pub weak: bool,
+}
+
+impl std::fmt::Debug for Identifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Identifier({}, <redacted>)", self.kind)
+    }
+}
+
+/// One rewrite of a `GDPR_UPDATE`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplacementMessage {
+    #[serde(rename = "type")]
+    pub kind: TermKind,
+    pub existing_value: String,
+    pub updated_value: String,
+}
+
+impl std::fmt::Debug for ReplacementMessage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ReplacementMessage({}, <redacted>)", self.kind)
+    }
+}
+
+impl JobMessage {
+    fn new(
+        job: &Claimed,
+        work: &RequestWork,
+        service: &Service,
+        endpoint: &HttpEndpoint,
+        callback_url: Option<String>,
+    ) -> JobMessage {
+        let identifiers = work
+            .terms
+            .0
+            .0
+            .iter()
+            .filter(|t| endpoint.knows(t.kind))
+            .map(|t| Identifier {
+                kind: t.kind,
+                value: t.value.clone(),
+                spellings: t.raw.clone(),
+                weak: t.kind.is_weak(),
+            })
+            .collect();
+        let replacement_terms = work
+            .replacement_terms
+            .iter()
+            .flat_map(|r| r.0.parsed.iter())
+            .filter(|r| endpoint.knows(r.kind))
+            .map(|r| ReplacementMessage {
+                kind: r.kind,
+                existing_value: r.existing.clone(),
+                updated_value: r.updated.clone(),
+            })
+            .collect();
+        let deadline = chrono::Duration::from_std(endpoint.callback_timeout)
+            .unwrap_or(chrono::Duration::hours(1));
+        JobMessage {
+            kind: "gdpr.job",
+            job_id: job.id,
+            request_id: job.request_id,
+            organization_id: work.org_id,
+            request_type: work.request_type.clone(),
+            service: service.name.clone(),
+            action: job.action.clone(),
+            attempt: job.attempts,
+            identifiers,
+            replacement_terms,
+            callback_url,
+            callback_deadline: Utc::now() + deadline,
+        }
+    }
+}
+
+/// What an HTTP data service answers (200) or calls back with: what it found and did, or why
+/// it could not.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JobResult {
+    /// The subject's records the service holds (before acting).
+    #[serde(default)]
+    pub matched: i64,
+    #[serde(default)]
+    pub deleted: i64,
+    #[serde(default)]
+    pub anonymized: i64,
+    #[serde(default)]
+    pub updated: i64,
+    /// Records kept by erasure, with the reason given to the subject.
+    #[serde(default)]
+    pub retained: i64,
+    pub retained_reason: Option<String>,
+    /// For `export`: `{ "<record type>": [ { field: value, … }, … ], … }`.
+    pub export: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Set (and nothing else) when the service could not do the job: the job fails with it.
+    pub error: Option<String>,
+}
+
+impl JobResult {
+    /// Reads a result; `Err` says what is wrong with it, in words for the job's error.
+    pub fn parse(body: &[u8]) -> Result<Outcome, String> {
+        let result: JobResult = serde_json::from_slice(body).map_err(|e| {
+            format!("the service's answer is not a job result ({e}); see the README's HTTP data services contract")
+        })?;
+        result.into_outcome()
+    }
+
+    pub fn into_outcome(self) -> Result<Outcome, String> {
+        if let Some(error) = self.error {
+            let error = error.trim();
+            let error = if error.is_empty() {
+                "(no reason given)"
+            } else {
+                error
+            };
+            return Err(format!(
+                "the service could not do the job: {}",
+                outbound::excerpt(error.as_bytes())
+            ));
+        }
+        let counts = [
+            self.matched,
+            self.deleted,
+            self.anonymized,
+            self.updated,
+            self.retained,
+        ];
+        if counts.iter().any(|c| *c < 0) {
+            return Err("the service's answer has a negative count".into());
+        }
+        if let Some(export) = &self.export {
+            for (name, rows) in export {
+                let valid = rows
+                    .as_array()
+                    .is_some_and(|rows| rows.iter().all(serde_json::Value::is_object));
+                if !valid {
+                    return Err(format!(
+                        "the service's export {name:?} is not a list of objects"
+                    ));
+                }
+            }
+        }
+        Ok(Outcome {
+            matched: self.matched,
+            deleted: self.deleted,
+            anonymized: self.anonymized,
+            updated: self.updated,
+            retained: self.retained,
+            retained_reason: self.retained_reason.filter(|r| !r.trim().is_empty()),
+            export: self.export.map(serde_json::Value::Object),
+        })
+    }
+}
