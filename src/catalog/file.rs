@@ -136,12 +136,20 @@ fn location(place: Place<'_>, entry: &ServiceEntry) -> Result<Location, CatalogE
         })?),
         None => None,
     };
-    let database = value_or_env(place, "database_url", &entry.database_url, &entry.database_url_env)?;
+    let database = value_or_env(
+        place,
+        "database_url",
+        &entry.database_url,
+        &entry.database_url_env,
+    )?;
     match (&entry.http, database) {
-        (Some(_), Some(_)) => Err(place.error("a service is either `http` or has a database_url, not both")),
+        (Some(_), Some(_)) => {
+            Err(place.error("a service is either `http` or has a database_url, not both"))
+        }
         (Some(http), None) => {
             if !entry.table.is_empty() {
-                return Err(place.error("an HTTP service declares no table: the service finds its own rows"));
+                return Err(place
+                    .error("an HTTP service declares no table: the service finds its own rows"));
             }
             if organization.is_some() {
                 return Err(place.error("organization is for services with a database_url"));
@@ -155,8 +163,9 @@ fn location(place: Place<'_>, entry: &ServiceEntry) -> Result<Location, CatalogE
                      organization whose data that database holds",
                 )
             })?;
-            let database = ExternalDatabase::new(org_id, source, &url).map_err(|e| place.error(e))?;
-            Ok(Location::Database(database))
+            let database =
+                ExternalDatabase::new(org_id, source, &url).map_err(|e| place.error(e))?;
+            Ok(Location::Database(Box::new(database)))
         }
         (None, None) => {
             if organization.is_some() {
@@ -172,7 +181,9 @@ fn endpoint(place: Place<'_>, http: &HttpEntry) -> Result<HttpEndpoint, CatalogE
         return Err(place.error("http.url is empty"));
     }
     let secrets = match (&http.secrets, &http.secret_env) {
-        (Some(_), Some(_)) => return Err(place.error("give http.secrets or http.secret_env, not both")),
+        (Some(_), Some(_)) => {
+            return Err(place.error("give http.secrets or http.secret_env, not both"));
+        }
         (Some(list), None) => Secrets::from_list(list.clone()),
         (None, Some(var)) => match std::env::var(var) {
             Ok(value) => Secrets::parse(&value),
@@ -199,7 +210,9 @@ fn endpoint(place: Place<'_>, http: &HttpEntry) -> Result<HttpEndpoint, CatalogE
         .map(|k| {
             TermKind::parse(k).ok_or_else(|| {
                 let known = TermKind::ALL.map(TermKind::as_str).join(", ");
-                place.error(format!("unknown identifier type {k:?} in http.identifiers (known: {known})"))
+                place.error(format!(
+                    "unknown identifier type {k:?} in http.identifiers (known: {known})"
+                ))
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
@@ -259,7 +272,14 @@ fn service(entry: ServiceEntry) -> Result<Service, CatalogError> {
     };
     let mut tables: Vec<Table> = Vec::with_capacity(entry.table.len());
     for t in &entry.table {
-        let table = table(place.table(&t.name), t, &tables, &entry.table, erasure, default_org)?;
+        let table = table(
+            place.table(&t.name),
+            t,
+            &tables,
+            &entry.table,
+            erasure,
+            default_org,
+        )?;
         tables.push(table);
     }
     Ok(Service {
@@ -311,7 +331,7 @@ fn table(
         (Some(columns), None) => Rows::Match(match_columns(place, columns)?),
         (None, Some(link)) => Rows::Link(link_to(place, link, earlier, all)?),
     };
-    let anonymize = rules(place, entry, erasure, &key, &rows)?;
+    let anonymize = rules(place, entry, erasure, &key, org_column.as_deref(), &rows)?;
     let retain = match (&entry.retain_when, &entry.retain_reason) {
         (None, None) => None,
         (Some(column), Some(reason)) if !reason.trim().is_empty() => Some(Retain {
@@ -427,6 +447,7 @@ fn rules(
     entry: &TableEntry,
     erasure: Erasure,
     key: &[String],
+    org_column: Option<&str>,
     rows: &Rows,
 ) -> Result<Vec<(String, Rule)>, CatalogError> {
     if erasure == Erasure::Delete && !entry.anonymize.is_empty() {
@@ -446,7 +467,7 @@ fn rules(
                     "unknown anonymize rule {rule:?} for column {column:?} (known: {known})"
                 ))
             })?;
-        if key.contains(column) || entry.org.as_ref() == Some(column) || column == "org_id" && entry.org.is_none() {
+        if key.contains(column) || org_column == Some(column.as_str()) {
             return Err(place.error(format!(
                 "cannot anonymize {column:?}: key and organization columns identify the row"
             )));

@@ -83,7 +83,7 @@ pub enum Location {
     /// Tables in gdprd's own database.
     Local,
     /// Tables in another PostgreSQL database (the controller's application database).
-    Database(ExternalDatabase),
+    Database(Box<ExternalDatabase>),
     /// A system of its own, called over HTTP (docs: "HTTP data services" in the README).
     Http(HttpEndpoint),
 }
@@ -103,11 +103,7 @@ pub struct ExternalDatabase {
 
 impl ExternalDatabase {
     /// `url` is a PostgreSQL URL; the error says what is wrong with it (never the URL).
-    pub fn new(
-        org_id: uuid::Uuid,
-        source: String,
-        url: &str,
-    ) -> Result<ExternalDatabase, String> {
+    pub fn new(org_id: uuid::Uuid, source: String, url: &str) -> Result<ExternalDatabase, String> {
         let options: PgConnectOptions = url
             .parse()
             .map_err(|_| format!("{source} is not a valid PostgreSQL URL"))?;

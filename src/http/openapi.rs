@@ -555,7 +555,7 @@ pub mod schemas {
             "`RETRYING`: an attempt failed and another is scheduled. `AWAITING_CALLBACK`: an \
              HTTP data service accepted the job and will post its result.",
         ))
-            .build()
+        .build()
     }
 
     pub fn erasure() -> Object {

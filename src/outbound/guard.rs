@@ -161,9 +161,8 @@ impl Resolve for GuardedResolver {
         let allow_private = self.settings.outbound_allow_private;
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             if found.is_empty() {
                 return Err(Box::new(UrlError::Unresolved(host)) as _);
             }
@@ -245,8 +244,14 @@ mod tests {
 
     #[test]
     fn malformed_and_credentialed_urls_are_refused() {
-        assert!(matches!(strict().check("not a url"), Err(UrlError::Syntax(_))));
-        assert!(matches!(strict().check("/relative"), Err(UrlError::Syntax(_))));
+        assert!(matches!(
+            strict().check("not a url"),
+            Err(UrlError::Syntax(_))
+        ));
+        assert!(matches!(
+            strict().check("/relative"),
+            Err(UrlError::Syntax(_))
+        ));
         assert_eq!(
             strict().check("https://user:pw@example.com/"),
             Err(UrlError::Credentials)

@@ -54,9 +54,9 @@ impl Secrets {
         let mut keys = Vec::with_capacity(list.len());
         for (i, secret) in list.iter().enumerate() {
             let error = SecretError { position: i + 1 };
-            let encoded = secret.strip_prefix(PREFIX).ok_or(SecretError {
-                position: i + 1,
-            })?;
+            let encoded = secret
+                .strip_prefix(PREFIX)
+                .ok_or(SecretError { position: i + 1 })?;
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(encoded)
                 .map_err(|_| SecretError { position: i + 1 })?;
@@ -123,7 +123,10 @@ mod tests {
     fn headers(id: &str, ts: i64, signature: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert(HEADER_ID, HeaderValue::from_str(id).unwrap());
-        h.insert(HEADER_TIMESTAMP, HeaderValue::from_str(&ts.to_string()).unwrap());
+        h.insert(
+            HEADER_TIMESTAMP,
+            HeaderValue::from_str(&ts.to_string()).unwrap(),
+        );
         h.insert(HEADER_SIGNATURE, HeaderValue::from_str(signature).unwrap());
         h
     }
@@ -149,9 +152,17 @@ mod tests {
         let signature = both.sign("msg_1", ts, b"{}");
         assert_eq!(signature.split(' ').count(), 2);
         let only_old = Secrets::parse(&old).unwrap();
-        assert!(only_old.verify(&headers("msg_1", ts, &signature), b"{}").is_ok());
+        assert!(
+            only_old
+                .verify(&headers("msg_1", ts, &signature), b"{}")
+                .is_ok()
+        );
         let stranger = Secrets::parse(&Secrets::generate()).unwrap();
-        assert!(stranger.verify(&headers("msg_1", ts, &signature), b"{}").is_err());
+        assert!(
+            stranger
+                .verify(&headers("msg_1", ts, &signature), b"{}")
+                .is_err()
+        );
         assert!(
             only_old
                 .verify(&headers("msg_1", ts, &signature), b"{\"x\":1}")
@@ -159,7 +170,11 @@ mod tests {
         );
         let stale = ts - 600;
         let signature = only_old.sign("msg_1", stale, b"{}");
-        assert!(only_old.verify(&headers("msg_1", stale, &signature), b"{}").is_err());
+        assert!(
+            only_old
+                .verify(&headers("msg_1", stale, &signature), b"{}")
+                .is_err()
+        );
     }
 
     #[test]

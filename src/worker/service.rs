@@ -190,10 +190,12 @@ impl Worker {
 
     /// Where an HTTP service posts a job's result when it answered 202.
     fn callback_url(&self, job_id: Uuid) -> Option<String> {
-        self.settings
-            .callback_base_url
-            .as_deref()
-            .map(|base| format!("{}/api/v2/gdpr/callbacks/jobs/{job_id}", base.trim_end_matches('/')))
+        self.settings.callback_base_url.as_deref().map(|base| {
+            format!(
+                "{}/api/v2/gdpr/callbacks/jobs/{job_id}",
+                base.trim_end_matches('/')
+            )
+        })
     }
 }
 

@@ -78,7 +78,10 @@ impl Receiver {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("the receiver got {} calls, expected {n}", self.calls().len());
+        panic!(
+            "the receiver got {} calls, expected {n}",
+            self.calls().len()
+        );
     }
 }
 
@@ -166,26 +169,41 @@ async fn an_erasure_reaches_an_http_service_signed_and_its_counts_are_reported(p
         Receiver::start(|_| Reply::Status(200, json!({"matched": 4, "deleted": 4}))).await;
     let (app, token) = app_with_crm(pool, &receiver, &url).await;
     let request = app
-        .accepted(&token, json!({"requestType": "GDPR_DELETE", "subject": lena()}))
+        .accepted(
+            &token,
+            json!({"requestType": "GDPR_DELETE", "subject": lena()}),
+        )
         .await;
     let id = request["id"].as_str().unwrap();
     let done = app.finished(&token, id).await;
     assert_eq!(done["status"], "COMPLETED", "{done}");
     let job = crm_job(&done);
     assert_eq!(job["status"], "COMPLETED");
-    assert_eq!((job["matched"].clone(), job["deleted"].clone()), (json!(4), json!(4)));
+    assert_eq!(
+        (job["matched"].clone(), job["deleted"].clone()),
+        (json!(4), json!(4))
+    );
 
     let calls = receiver.calls();
     assert_eq!(calls.len(), 1);
     let call = &calls[0];
-    assert!(call.signed, "the call carries a valid Standard Webhooks signature");
+    assert!(
+        call.signed,
+        "the call carries a valid Standard Webhooks signature"
+    );
     let message = &call.message;
     assert_eq!(message["type"], "gdpr.job");
     assert_eq!(message["requestId"], id);
     assert_eq!(message["requestType"], "GDPR_DELETE");
     assert_eq!(message["action"], "delete");
     assert_eq!(message["service"], "crm");
-    assert_eq!(call.webhook_id, format!("msg_{}", message["jobId"].as_str().unwrap().replace('-', "")));
+    assert_eq!(
+        call.webhook_id,
+        format!(
+            "msg_{}",
+            message["jobId"].as_str().unwrap().replace('-', "")
+        )
+    );
     let identifiers = message["identifiers"].as_array().unwrap();
     let email = identifiers.iter().find(|i| i["type"] == "EMAIL").unwrap();
     assert_eq!(email["value"], EMAIL);
@@ -207,7 +225,10 @@ async fn an_export_from_an_http_service_lands_in_the_archive(pool: PgPool) {
     let (receiver, url) = Receiver::start(move |_| Reply::Status(200, answer.clone())).await;
     let (app, token) = app_with_crm(pool, &receiver, &url).await;
     let request = app
-        .accepted(&token, json!({"requestType": "GDPR_EXPORT", "subject": lena()}))
+        .accepted(
+            &token,
+            json!({"requestType": "GDPR_EXPORT", "subject": lena()}),
+        )
         .await;
     let done = app.finished(&token, request["id"].as_str().unwrap()).await;
     assert_eq!(done["status"], "COMPLETED", "{done}");
@@ -256,7 +277,10 @@ async fn a_slow_service_times_out_and_the_next_attempt_succeeds(pool: PgPool) {
     .await;
     let (app, token) = app_with_crm(pool, &receiver, &url).await;
     let request = app
-        .accepted(&token, json!({"requestType": "GDPR_DELETE", "subject": lena()}))
+        .accepted(
+            &token,
+            json!({"requestType": "GDPR_DELETE", "subject": lena()}),
+        )
         .await;
     let done = app.finished(&token, request["id"].as_str().unwrap()).await;
     assert_eq!(done["status"], "COMPLETED", "{done}");
@@ -284,7 +308,10 @@ async fn a_failing_service_is_retried_with_backoff_until_it_succeeds(pool: PgPoo
     .await;
     let (app, token) = app_with_crm(pool, &receiver, &url).await;
     let request = app
-        .accepted(&token, json!({"requestType": "GDPR_DELETE", "subject": lena()}))
+        .accepted(
+            &token,
+            json!({"requestType": "GDPR_DELETE", "subject": lena()}),
+        )
         .await;
     let done = app.finished(&token, request["id"].as_str().unwrap()).await;
     assert_eq!(done["status"], "COMPLETED", "{done}");
@@ -298,7 +325,10 @@ async fn a_service_that_keeps_failing_puts_its_reason_on_the_job(pool: PgPool) {
         Receiver::start(|_| Reply::Status(500, json!({"message": "CRM database is down"}))).await;
     let (app, token) = app_with_crm(pool, &receiver, &url).await;
     let request = app
-        .accepted(&token, json!({"requestType": "GDPR_DELETE", "subject": lena()}))
+        .accepted(
+            &token,
+            json!({"requestType": "GDPR_DELETE", "subject": lena()}),
+        )
         .await;
     let done = app.finished(&token, request["id"].as_str().unwrap()).await;
     assert_eq!(done["status"], "ERROR", "{done}");
@@ -307,11 +337,19 @@ async fn a_service_that_keeps_failing_puts_its_reason_on_the_job(pool: PgPool) {
     let max = fast_worker().job_max_attempts;
     assert_eq!(job["attempts"], max);
     let error = job["error"].as_str().unwrap();
-    assert!(error.contains("500") && error.contains("CRM database is down"), "{error}");
+    assert!(
+        error.contains("500") && error.contains("CRM database is down"),
+        "{error}"
+    );
     assert_eq!(receiver.calls().len(), max as usize);
     // The other services did their part.
     let others = done["jobs"].as_array().unwrap();
-    assert!(others.iter().filter(|j| j["service"] != "crm").all(|j| j["status"] == "COMPLETED"));
+    assert!(
+        others
+            .iter()
+            .filter(|j| j["service"] != "crm")
+            .all(|j| j["status"] == "COMPLETED")
+    );
 }
 
 #[sqlx::test]
@@ -325,7 +363,10 @@ async fn a_service_refusing_the_job_fails_it_at_once_with_its_reason(pool: PgPoo
     .await;
     let (app, token) = app_with_crm(pool, &receiver, &url).await;
     let request = app
-        .accepted(&token, json!({"requestType": "GDPR_DELETE", "subject": lena()}))
+        .accepted(
+            &token,
+            json!({"requestType": "GDPR_DELETE", "subject": lena()}),
+        )
         .await;
     let done = app.finished(&token, request["id"].as_str().unwrap()).await;
     assert_eq!(done["status"], "ERROR", "{done}");
@@ -361,7 +402,10 @@ async fn an_asynchronous_service_answers_by_a_signed_callback(pool: PgPool) {
     let (receiver, url) = Receiver::start(|_| Reply::Accept).await;
     let (app, token) = app_with_crm(pool, &receiver, &url).await;
     let request = app
-        .accepted(&token, json!({"requestType": "GDPR_DELETE", "subject": lena()}))
+        .accepted(
+            &token,
+            json!({"requestType": "GDPR_DELETE", "subject": lena()}),
+        )
         .await;
     let id = request["id"].as_str().unwrap();
     let message = receiver.wait_for_calls(1).await[0].message.clone();
@@ -377,7 +421,11 @@ async fn an_asynchronous_service_answers_by_a_signed_callback(pool: PgPool) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(crm_job(&waiting)["status"], "AWAITING_CALLBACK", "{waiting}");
+    assert_eq!(
+        crm_job(&waiting)["status"],
+        "AWAITING_CALLBACK",
+        "{waiting}"
+    );
     assert_ne!(waiting["status"], "COMPLETED");
 
     let result = json!({"matched": 2, "deleted": 1, "retained": 1,
@@ -388,7 +436,10 @@ async fn an_asynchronous_service_answers_by_a_signed_callback(pool: PgPool) {
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
     let body: Value = refused.json().await.unwrap();
     assert_eq!(body["code"], "bad.credentials");
-    assert_eq!(crm_job(&app.request(&token, id).await)["status"], "AWAITING_CALLBACK");
+    assert_eq!(
+        crm_job(&app.request(&token, id).await)["status"],
+        "AWAITING_CALLBACK"
+    );
 
     // Unsigned: refused too.
     let unsigned = reqwest::Client::new()
@@ -404,8 +455,14 @@ async fn an_asynchronous_service_answers_by_a_signed_callback(pool: PgPool) {
     let done = app.finished(&token, id).await;
     assert_eq!(done["status"], "COMPLETED", "{done}");
     let job = crm_job(&done);
-    assert_eq!((job["matched"].clone(), job["deleted"].clone(), job["retained"].clone()),
-               (json!(2), json!(1), json!(1)));
+    assert_eq!(
+        (
+            job["matched"].clone(),
+            job["deleted"].clone(),
+            job["retained"].clone()
+        ),
+        (json!(2), json!(1), json!(1))
+    );
     assert_eq!(job["retainedReason"], "open invoice (tax law)");
 
     // A second result for the same job is refused.
@@ -419,17 +476,31 @@ async fn an_asynchronous_service_can_report_failure_by_callback(pool: PgPool) {
     let (receiver, url) = Receiver::start(|_| Reply::Accept).await;
     let (app, token) = app_with_crm(pool, &receiver, &url).await;
     let request = app
-        .accepted(&token, json!({"requestType": "GDPR_GET", "subject": lena()}))
+        .accepted(
+            &token,
+            json!({"requestType": "GDPR_GET", "subject": lena()}),
+        )
         .await;
     let message = receiver.wait_for_calls(1).await[0].message.clone();
     assert_eq!(message["action"], "summarize");
     let callback = message["callbackUrl"].as_str().unwrap();
-    let failed = call_back(callback, &receiver.secrets, &json!({"error": "mailbox archive offline"})).await;
+    let failed = call_back(
+        callback,
+        &receiver.secrets,
+        &json!({"error": "mailbox archive offline"}),
+    )
+    .await;
     assert_eq!(failed.status(), StatusCode::NO_CONTENT);
     let done = app.finished(&token, request["id"].as_str().unwrap()).await;
     assert_eq!(done["status"], "ERROR");
     let job = crm_job(&done);
-    assert!(job["error"].as_str().unwrap().contains("mailbox archive offline"), "{job}");
+    assert!(
+        job["error"]
+            .as_str()
+            .unwrap()
+            .contains("mailbox archive offline"),
+        "{job}"
+    );
 }
 
 #[sqlx::test]
@@ -443,14 +514,20 @@ async fn callbacks_for_unknown_jobs_and_bad_bodies_get_clear_errors(pool: PgPool
     )
     .await;
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
-    app.accepted(&token, json!({"requestType": "GDPR_DELETE", "subject": lena()}))
-        .await;
+    app.accepted(
+        &token,
+        json!({"requestType": "GDPR_DELETE", "subject": lena()}),
+    )
+    .await;
     let message = receiver.wait_for_calls(1).await[0].message.clone();
     let callback = message["callbackUrl"].as_str().unwrap();
     let bad = call_back(callback, &receiver.secrets, &json!({"matched": "many"})).await;
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
     let body: Value = bad.json().await.unwrap();
-    assert!(body["message"].as_str().unwrap().contains("matched"), "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("matched"),
+        "{body}"
+    );
 }
 
 #[sqlx::test]
@@ -459,7 +536,10 @@ async fn an_http_service_url_to_an_internal_address_is_refused_at_start(pool: Pg
     let catalog = catalog_with_crm("https://169.254.169.254/latest", &secrets, "");
     let strict = gdprd::outbound::GuardSettings::default();
     let error = catalog.check_outbound(&strict).unwrap_err().to_string();
-    assert!(error.contains("crm") && error.contains("link-local"), "{error}");
+    assert!(
+        error.contains("crm") && error.contains("link-local"),
+        "{error}"
+    );
     let catalog = catalog_with_crm("http://127.0.0.1:9/x", &secrets, "");
     let error = catalog.check_outbound(&strict).unwrap_err().to_string();
     assert!(error.contains("https"), "{error}");
@@ -554,9 +634,13 @@ link = {{ column = "customer_id", parent = "shop.customers", parent_column = "id
     )
     .parse()
     .unwrap();
-    let app =
-        TestApp::spawn_with_catalog(pool.clone(), HttpSettings::default(), Some(fast_worker()), catalog)
-            .await;
+    let app = TestApp::spawn_with_catalog(
+        pool.clone(),
+        HttpSettings::default(),
+        Some(fast_worker()),
+        catalog,
+    )
+    .await;
     let token = app.token("demo", ALL_PERMISSIONS).await;
 
     // The matching functions were created in the external database at start.
@@ -569,7 +653,10 @@ link = {{ column = "customer_id", parent = "shop.customers", parent_column = "id
     assert_eq!(functions, 2);
 
     let request = app
-        .accepted(&token, json!({"requestType": "GDPR_DELETE", "subject": lena()}))
+        .accepted(
+            &token,
+            json!({"requestType": "GDPR_DELETE", "subject": lena()}),
+        )
         .await;
     let done = app.finished(&token, request["id"].as_str().unwrap()).await;
     assert_eq!(done["status"], "COMPLETED", "{done}");
@@ -629,14 +716,21 @@ match = {{ email = "EMAIL" }}
     )
     .parse()
     .unwrap();
-    let app =
-        TestApp::spawn_with_catalog(pool.clone(), HttpSettings::default(), Some(fast_worker()), catalog)
-            .await;
+    let app = TestApp::spawn_with_catalog(
+        pool.clone(),
+        HttpSettings::default(),
+        Some(fast_worker()),
+        catalog,
+    )
+    .await;
     let demo_token = app.token("demo", ALL_PERMISSIONS).await;
     let acme_token = app.token("acme", ALL_PERMISSIONS).await;
     let subject = json!({"emailAddresses": [EMAIL]});
     let demo_request = app
-        .accepted(&demo_token, json!({"requestType": "GDPR_GET", "subject": subject}))
+        .accepted(
+            &demo_token,
+            json!({"requestType": "GDPR_GET", "subject": subject}),
+        )
         .await;
     let services: Vec<&str> = demo_request["jobs"]
         .as_array()
@@ -646,9 +740,18 @@ match = {{ email = "EMAIL" }}
         .collect();
     assert!(!services.contains(&"shop"), "{services:?}");
     let acme_request = app
-        .accepted(&acme_token, json!({"requestType": "GDPR_GET", "subject": subject}))
+        .accepted(
+            &acme_token,
+            json!({"requestType": "GDPR_GET", "subject": subject}),
+        )
         .await;
-    assert!(acme_request["jobs"].as_array().unwrap().iter().any(|j| j["service"] == "shop"));
+    assert!(
+        acme_request["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|j| j["service"] == "shop")
+    );
     shop.close().await;
     drop(app);
     external.drop().await;
