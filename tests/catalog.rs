@@ -962,3 +962,41 @@ async fn a_failure_names_the_table_and_leaves_the_callers_transaction_usable(poo
         .unwrap();
     assert_eq!(alive, 1);
 }
+
+#[sqlx::test]
+async fn a_session_reuses_its_working_tables_without_carrying_rows_over(pool: PgPool) {
+    // One connection, so that every run shares the session's temporary tables.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(pool.connect_options().as_ref().clone())
+        .await
+        .unwrap();
+    let f = fixture(&pool).await;
+    let catalog = demo();
+    let contacts = catalog.service("externalContacts").unwrap();
+    let first = run(&pool, "externalContacts", f.org, &ana(), Action::Summarize).await;
+    assert!(first.matched > 0);
+    // Twice in one transaction: the second run does not count the first one's rows.
+    let mut tx = pool.begin().await.unwrap();
+    for _ in 0..2 {
+        let again = catalog::execute(&mut tx, contacts, f.org, &ana(), Action::Summarize, KEY)
+            .await
+            .unwrap();
+        assert_eq!(again.matched, first.matched);
+    }
+    tx.commit().await.unwrap();
+    // Another subject in a later transaction of the same session finds only its own rows.
+    let nobody = terms(&[(TermKind::Email, "nobody@example.com", "nobody@example.com")]);
+    let none = run(&pool, "externalContacts", f.org, &nobody, Action::Summarize).await;
+    assert_eq!(none.matched, 0);
+    // The working tables stay with the session for the next job.
+    let mut conn = pool.acquire().await.unwrap();
+    let left: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema()
+            AND relname LIKE 'gdpr_m_%'",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .unwrap();
+    assert!(left > 0, "the session keeps its working tables");
+}

@@ -169,18 +169,18 @@ impl<'a> Run<'a> {
                 }
             }
         }
-        self.forget(conn).await?;
         Ok(outcome)
     }
 
     /// Puts the keys of the subject's rows of every table into temporary tables, and counts
     /// them.
     async fn find(&self, conn: &mut PgConnection) -> Result<Vec<Count>, ExecuteError> {
+        self.prepare(conn).await?;
         for i in 0..self.service.tables.len() {
             self.materialize(conn, i).await?;
         }
         let union = (0..self.service.tables.len())
-            .map(|i| format!("SELECT {i} AS i, retained FROM {}", temp(i)))
+            .map(|i| format!("SELECT {i} AS i, retained FROM {}", self.temp(i)))
             .collect::<Vec<_>>()
             .join(" UNION ALL ");
         let rows = plain(format!(
@@ -197,23 +197,84 @@ impl<'a> Run<'a> {
         Ok(counts)
     }
 
+    /// Creates the temporary tables of the service's tables that this database session has
+    /// not got yet. They last as long as the session and empty themselves at every commit
+    /// (`ON COMMIT DELETE ROWS`), so a job pays for a catalog lookup, not for creating and
+    /// dropping tables.
+    async fn prepare(&self, conn: &mut PgConnection) -> Result<(), ExecuteError> {
+        let names: Vec<String> = (0..self.service.tables.len())
+            .map(|i| self.temp(i))
+            .collect();
+        let existing: Vec<String> = sqlx::query_scalar(
+            "SELECT relname::text FROM pg_class
+              WHERE relnamespace = pg_my_temp_schema() AND relname = ANY($1)",
+        )
+        .bind(&names)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(self.fail(None, "looking up temporary tables"))?;
+        for (i, name) in names.iter().enumerate() {
+            if existing.contains(name) {
+                continue;
+            }
+            let table = &self.service.tables[i];
+            let mut binds = Binds::new(self.org_id);
+            let select = self.rows_of(&mut binds, i);
+            let create =
+                format!("CREATE TEMP TABLE {name} ON COMMIT DELETE ROWS AS {select} WITH NO DATA");
+            binds
+                .query(create)
+                .execute(&mut *conn)
+                .await
+                .map_err(self.fail(Some(table), "finding the subject's rows"))?;
+            // Statistics of an empty table: the planner takes it for the handful of rows it
+            // holds rather than for a large table, and looks the keys up in the linked tables
+            // instead of reading them whole.
+            plain(format!("ANALYZE {name}"))
+                .execute(&mut *conn)
+                .await
+                .map_err(self.fail(Some(table), "finding the subject's rows"))?;
+        }
+        Ok(())
+    }
+
     async fn materialize(&self, conn: &mut PgConnection, i: usize) -> Result<(), ExecuteError> {
         let table = &self.service.tables[i];
         let mut binds = Binds::new(self.org_id);
         let select = self.rows_of(&mut binds, i);
-        let create = format!("CREATE TEMP TABLE {} ON COMMIT DROP AS {select}", temp(i));
+        // Emptied first, in case the same transaction ran this service before.
+        let fill = format!(
+            "WITH emptied AS (DELETE FROM {m}) INSERT INTO {m} {select}",
+            m = self.temp(i)
+        );
         binds
-            .query(create)
-            .execute(&mut *conn)
-            .await
-            .map_err(self.fail(Some(table), "finding the subject's rows"))?;
-        // Without statistics the planner takes a temporary table for a large one and would
-        // read the linked tables whole instead of looking the keys up.
-        plain(format!("ANALYZE {}", temp(i)))
+            .query(fill)
             .execute(&mut *conn)
             .await
             .map_err(self.fail(Some(table), "finding the subject's rows"))?;
         Ok(())
+    }
+
+    async fn delete_order(&self, conn: &mut PgConnection) -> Result<Vec<usize>, ExecuteError> {
+        let names: Vec<_> = self.service.tables.iter().map(|t| t.name.clone()).collect();
+        let mut schemas: Vec<String> = names.iter().map(|n| n.schema.clone()).collect();
+        schemas.sort();
+        schemas.dedup();
+        let keys = sql::foreign_keys(conn, &schemas)
+            .await
+            .map_err(self.fail(None, "reading foreign keys"))?;
+        sql::delete_order(&names, &keys).map_err(|table| ExecuteError {
+            service: self.service.name.clone(),
+            table: Some(table.to_string()),
+            step: "ordering deletes",
+            message: "its foreign keys form a cycle".to_owned(),
+            transient: false,
+        })
+    }
+
+    /// The temporary table holding the subject's keys of the service's `i`th table.
+    fn temp(&self, i: usize) -> String {
+        temp_name(&self.service.tables[i])
     }
 
     /// The keys of the subject's rows of the `i`th table (as `k0`, `k1`, …) and whether
@@ -242,7 +303,7 @@ impl<'a> Run<'a> {
             parent_column = ident(&link.parent_column),
             column = ident(&link.column),
             parent_org = org_filter("p", parent),
-            pm = temp(link.parent),
+            pm = self.temp(link.parent),
             parent_keys = key_join(parent, "p", "pm"),
             org = org_filter("t", table),
             group = table
@@ -342,7 +403,7 @@ impl<'a> Run<'a> {
                    FROM {table} t JOIN {m} m ON {join}
                   WHERE {org}",
                 table = table.name.sql(),
-                m = temp(i),
+                m = self.temp(i),
                 join = key_join(table, "t", "m"),
                 org = org_filter("t", table),
             );
@@ -408,7 +469,7 @@ impl<'a> Run<'a> {
                   WHERE {org} AND {join} AND ({any})",
                 table = table.name.sql(),
                 sets = sets.join(", "),
-                m = temp(i),
+                m = self.temp(i),
                 org = org_filter("t", table),
                 join = key_join(table, "t", "m"),
                 any = any.join(" OR "),
@@ -425,19 +486,13 @@ impl<'a> Run<'a> {
 
     /// Deletes the subject's rows but the retained ones, referencing tables first.
     async fn delete(&self, conn: &mut PgConnection) -> Result<i64, ExecuteError> {
-        let names: Vec<_> = self.service.tables.iter().map(|t| t.name.clone()).collect();
-        let mut schemas: Vec<String> = names.iter().map(|n| n.schema.clone()).collect();
-        schemas.dedup();
-        let keys = sql::foreign_keys(conn, &schemas)
-            .await
-            .map_err(self.fail(None, "reading foreign keys"))?;
-        let order = sql::delete_order(&names, &keys).map_err(|table| ExecuteError {
-            service: self.service.name.clone(),
-            table: Some(table.to_string()),
-            step: "ordering deletes",
-            message: "its foreign keys form a cycle".to_owned(),
-            transient: false,
-        })?;
+        let order = match self.service.delete_order.get() {
+            Some(order) => order.clone(),
+            None => {
+                let order = self.delete_order(conn).await?;
+                self.service.delete_order.get_or_init(|| order).clone()
+            }
+        };
         let mut deleted = 0;
         for i in order {
             let table = &self.service.tables[i];
@@ -445,7 +500,7 @@ impl<'a> Run<'a> {
                 "DELETE FROM {table} t USING {m} m
                   WHERE {org} AND {join} AND NOT m.retained",
                 table = table.name.sql(),
-                m = temp(i),
+                m = self.temp(i),
                 org = org_filter("t", table),
                 join = key_join(table, "t", "m"),
             );
@@ -527,7 +582,7 @@ impl<'a> Run<'a> {
                   WHERE {org} AND {join} AND NOT m.retained
                     AND ROW({old}) IS DISTINCT FROM ROW({new})",
                 table = table.name.sql(),
-                m = temp(i),
+                m = self.temp(i),
                 org = org_filter("t", table),
                 join = key_join(table, "t", "m"),
                 new = values.join(", "),
@@ -622,7 +677,7 @@ impl<'a> Run<'a> {
                         LATERAL (VALUES {values}) AS v(value, phone)
                   WHERE {org} AND v.value IS NOT NULL",
                 table = table.name.sql(),
-                m = temp(i),
+                m = self.temp(i),
                 join = key_join(table, "t", "m"),
                 org = org_filter("t", table),
             );
@@ -636,18 +691,6 @@ impl<'a> Run<'a> {
             }
         }
         Ok(spellings)
-    }
-
-    async fn forget(&self, conn: &mut PgConnection) -> Result<(), ExecuteError> {
-        let temps = (0..self.service.tables.len())
-            .map(temp)
-            .collect::<Vec<_>>()
-            .join(", ");
-        plain(format!("DROP TABLE {temps}"))
-            .execute(&mut *conn)
-            .await
-            .map_err(self.fail(None, "dropping temporary tables"))?;
-        Ok(())
     }
 
     fn fail(
@@ -693,9 +736,17 @@ fn plain(sql: String) -> sqlx::query::Query<'static, sqlx::Postgres, sqlx::postg
     sqlx::query(AssertSqlSafe(sql)).persistent(false)
 }
 
-/// The temporary table holding the subject's keys of the service's `i`th table.
-fn temp(i: usize) -> String {
-    format!("gdpr_catalog_m{i}")
+/// The name of the temporary table for the keys of `table`'s rows: named after the table and
+/// its key, which decide its columns.
+fn temp_name(table: &Table) -> String {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(table.name.to_string().as_bytes());
+    for key in &table.key {
+        hasher.update(b"\0");
+        hasher.update(key.as_bytes());
+    }
+    format!("gdpr_m_{}", hex::encode(&hasher.finalize()[..8]))
 }
 
 /// The key columns of `table` (alias `t`) as `k0`, `k1`, …

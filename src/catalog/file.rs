@@ -290,6 +290,7 @@ fn service(entry: ServiceEntry) -> Result<Service, CatalogError> {
         retention: entry.retention,
         tables,
         location,
+        delete_order: Default::default(),
     })
 }
 

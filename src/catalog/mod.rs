@@ -75,6 +75,9 @@ pub struct Service {
     pub tables: Vec<Table>,
     /// Where the service's data is reached.
     pub location: Location,
+    /// The order erasure deletes the tables in (referencing tables first), from the database's
+    /// foreign keys: found when the catalog is validated, or by the first erasure.
+    pub delete_order: Arc<OnceLock<Vec<usize>>>,
 }
 
 /// Where a service's data is reached.

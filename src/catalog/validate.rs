@@ -276,10 +276,12 @@ fn check_deletable(
             )));
         }
     }
-    sql::delete_order(&names, keys).map(|_| ()).map_err(|t| {
+    let order = sql::delete_order(&names, keys).map_err(|t| {
         let t = t.to_string();
         place
             .table(&t)
             .error("its foreign keys form a cycle: no order deletes the subject's rows")
-    })
+    })?;
+    let _ = service.delete_order.set(order);
+    Ok(())
 }

@@ -34,7 +34,7 @@ pub async fn run(worker: &Worker, job: &Claimed) -> anyhow::Result<()> {
     let work = worker.request_work(job.request_id).await?;
     let request_type = RequestType::parse(&work.request_type)
         .ok_or_else(|| anyhow::anyhow!("unknown request type {:?}", work.request_type))?;
-    let mut tx = worker.pool.begin().await?;
+    let mut tx = worker.begin().await?;
     queue::refresh_status(&mut tx, job.request_id).await?;
     let jobs: Vec<JobResult> = sqlx::query_as(
         "SELECT service, status, matched, retained, last_error, attempts, result

@@ -162,7 +162,7 @@ impl Worker {
             Duration::from_millis(self.settings.retry_max_ms),
         );
         let result: anyhow::Result<()> = async {
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.begin().await?;
             let permanent = error.downcast_ref::<service::Permanent>().is_some();
             let gave_up =
                 queue::fail(&mut tx, job.id, &self.id, &message, delay, permanent).await?;
@@ -177,6 +177,21 @@ impl Worker {
             // The lease runs out and another attempt follows: nothing is lost.
             tracing::warn!(error = %format!("{e:#}"), "recording a job failure failed");
         }
+    }
+
+    /// A transaction of the worker's own bookkeeping (and of work in gdprd's database). It
+    /// commits asynchronously: the commit returns before its WAL reaches the disk, so jobs do
+    /// not queue behind one another's disk flushes. Nothing is lost that matters: work and
+    /// bookkeeping commit together, so after a database crash at worst the last moments of
+    /// progress are undone, and the jobs they belonged to — still leased, never marked done —
+    /// run again when their lease runs out. (Accepting a request, and an HTTP service's
+    /// callback, commit synchronously: their answer promises durability.)
+    pub async fn begin(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET LOCAL synchronous_commit = off")
+            .execute(&mut *tx)
+            .await?;
+        Ok(tx)
     }
 
     pub async fn request_work(&self, request_id: Uuid) -> anyhow::Result<RequestWork> {

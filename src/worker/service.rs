@@ -62,9 +62,17 @@ impl Worker {
     ) -> anyhow::Result<()> {
         let key = self.key.bytes();
         let data_pool = external.as_ref().unwrap_or(&self.pool);
+        // In gdprd's own database the service's work and the job's bookkeeping share one
+        // transaction, which may then commit asynchronously (see `Worker::begin`).
+        let begin_data = || async {
+            match external {
+                None => self.begin().await,
+                Some(_) => data_pool.begin().await,
+            }
+        };
 
         if job.phase == "search" {
-            let mut data = data_pool.begin().await?;
+            let mut data = begin_data().await?;
             let found = catalog::execute(
                 &mut data,
                 service,
@@ -78,7 +86,7 @@ impl Worker {
                 None => data,
                 Some(_) => {
                     data.rollback().await?;
-                    self.pool.begin().await?
+                    self.begin().await?
                 }
             };
             if !queue::searched(&mut own, job.id, &self.id, found.matched).await? {
@@ -100,7 +108,7 @@ impl Worker {
             "delete" | "anonymize" => Action::Erase,
             other => anyhow::bail!("unknown job action {other:?}"),
         };
-        let mut data = data_pool.begin().await?;
+        let mut data = begin_data().await?;
         let outcome =
             catalog::execute(&mut data, service, work.org_id, &work.terms.0, action, key).await?;
         match external {
@@ -112,7 +120,7 @@ impl Worker {
                 data.commit().await?;
             }
             Some(_) => {
-                let mut own = self.pool.begin().await?;
+                let mut own = self.begin().await?;
                 if !queue::complete(&mut own, job.id, &self.id, &outcome).await? {
                     data.rollback().await?;
                     return Ok(());
@@ -156,7 +164,7 @@ impl Worker {
         match answer.status {
             200 => {
                 let outcome = JobResult::parse(&answer.body).map_err(Permanent)?;
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin().await?;
                 if queue::complete(&mut tx, job.id, &self.id, &outcome).await? {
                     queue::after_service_job(&mut tx, job.request_id).await?;
                     tx.commit().await?;
@@ -164,7 +172,7 @@ impl Worker {
                 Ok(())
             }
             202 => {
-                let mut tx = self.pool.begin().await?;
+                let mut tx = self.begin().await?;
                 if queue::await_callback(&mut tx, job.id, &self.id, endpoint.callback_timeout)
                     .await?
                 {
