@@ -160,6 +160,14 @@ pub struct WorkerSettings {
     #[arg(long, env = "GDPRD_EXPORT_TTL_SECS", default_value_t = 7 * 86_400)]
     pub export_ttl_secs: u64,
 
+    /// Attempts to deliver one completion notification before it fails for good.
+    #[arg(long, env = "GDPRD_NOTIFY_MAX_ATTEMPTS", default_value_t = 8)]
+    pub notify_max_attempts: i32,
+
+    /// How long a notification receiver may take to answer, in seconds.
+    #[arg(long, env = "GDPRD_NOTIFY_TIMEOUT_SECS", default_value_t = 10)]
+    pub notify_timeout_secs: u64,
+
     #[command(flatten)]
     pub outbound: crate::outbound::GuardSettings,
 }
@@ -174,6 +182,8 @@ impl Default for WorkerSettings {
             lease_secs: 60,
             poll_interval_ms: 1_000,
             export_ttl_secs: 7 * 86_400,
+            notify_max_attempts: 8,
+            notify_timeout_secs: 10,
             outbound: crate::outbound::GuardSettings::default(),
         }
     }
