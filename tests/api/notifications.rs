@@ -561,3 +561,49 @@ async fn endpoints_need_their_permissions_and_logs_stay_in_their_organization(po
     );
     expect_error(delete(adder.clone()).await.unwrap(), 404, "not.found").await;
 }
+
+#[sqlx::test]
+async fn a_merge_set_parent_and_its_related_requests_are_each_notified(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let token = app.token("demo", ALL_PERMISSIONS).await;
+    app.index(&token, crate::helpers::people()).await;
+    let hook = Receiver::start().await;
+    let endpoint = app.endpoint_at(&token, &hook.url).await;
+    let request = app
+        .accepted(
+            &token,
+            json!({"requestType": "GDPR_GET", "subject": {"externalContactId": "ec-ana-1"}}),
+        )
+        .await;
+    let parent = request["id"].as_str().unwrap();
+    let done = app.finished(&token, parent).await;
+    let related: Vec<&str> = done["relatedRequests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(related.len(), 2, "{done}");
+
+    for id in related.iter().chain([&parent]) {
+        let log = app.settled_log(&token, id).await;
+        assert_eq!(log.last().unwrap()["status"], "COMPLETED", "{id}");
+        assert!(log.iter().all(|n| n["state"] == "DELIVERED"), "{log:?}");
+    }
+    let messages = hook.messages();
+    hook.verify_all(endpoint["secrets"][0].as_str().unwrap());
+    for child in &related {
+        let of_child: Vec<Value> = messages
+            .iter()
+            .map(Message::json)
+            .filter(|m| m["data"]["id"] == *child)
+            .collect();
+        assert!(!of_child.is_empty());
+        assert!(of_child.iter().all(|m| m["data"]["parentId"] == parent));
+    }
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.json()["data"]["id"] == parent && m.status() == "COMPLETED")
+    );
+}
