@@ -164,6 +164,13 @@ pub struct WorkerSettings {
     /// (`…/api/v2/gdpr/callbacks/jobs/{jobId}`). Default with `serve`: its public URL.
     #[arg(long, env = "GDPRD_CALLBACK_BASE_URL")]
     pub callback_base_url: Option<String>,
+    /// Attempts to deliver one completion notification before it fails for good.
+    #[arg(long, env = "GDPRD_NOTIFY_MAX_ATTEMPTS", default_value_t = 8)]
+    pub notify_max_attempts: i32,
+
+    /// How long a notification receiver may take to answer, in seconds.
+    #[arg(long, env = "GDPRD_NOTIFY_TIMEOUT_SECS", default_value_t = 10)]
+    pub notify_timeout_secs: u64,
 
     #[command(flatten)]
     pub outbound: crate::outbound::GuardSettings,
@@ -180,6 +187,8 @@ impl Default for WorkerSettings {
             poll_interval_ms: 1_000,
             export_ttl_secs: 7 * 86_400,
             callback_base_url: None,
+            notify_max_attempts: 8,
+            notify_timeout_secs: 10,
             outbound: crate::outbound::GuardSettings::default(),
         }
     }

@@ -3,8 +3,9 @@
 //! Where to look: `http/` is the API surface (one file per resource), `wire` the Genesys models,
 //! `index/` the subject index and identifier normalization, `auth/` clients and tokens,
 //! `requests/` GDPR requests and their lifecycle, `worker/` the queue and the jobs that run
-//! them, `catalog/` the declared data services and what executes them, `seed/` the demo data,
-//! `config` every setting.
+//! them, `catalog/` the declared data services and what executes them, `notifications/` the
+//! endpoints clients are told of status changes at, `seed/` the demo data, `config` every
+//! setting.
 
 pub mod auth;
 pub mod catalog;
@@ -13,6 +14,7 @@ pub mod config;
 pub mod db;
 pub mod http;
 pub mod index;
+pub mod notifications;
 pub mod org;
 pub mod outbound;
 pub mod ratelimit;

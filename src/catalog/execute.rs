@@ -874,6 +874,7 @@ mod tests {
         for terms in [&strong, &weak] {
             for service in &catalog.services {
                 let run = Run::new(service, org, terms, b"key");
+                run.prepare(&mut tx).await.expect("working tables");
                 for (i, table) in service.tables.iter().enumerate() {
                     let mut binds = Binds::new(org);
                     let select = run.rows_of(&mut binds, i);
@@ -894,7 +895,6 @@ mod tests {
                     );
                     run.materialize(&mut tx, i).await.expect("rows found");
                 }
-                run.forget(&mut tx).await.expect("temporary tables dropped");
             }
         }
         Ok(())

@@ -6,6 +6,7 @@ pub mod extract;
 pub mod health;
 pub mod index;
 pub mod middleware;
+pub mod notifications;
 pub mod oauth;
 pub mod openapi;
 pub mod paging;
@@ -119,6 +120,13 @@ pub fn documented(
         .routes(limited(Class::Read, routes!(requests::list)))
         .routes(limited(Class::Read, routes!(requests::get)))
         .routes(limited(Class::Read, routes!(requests::download)))
+        .routes(limited(Class::Read, routes!(notifications::delivery_log)))
+        .routes(limited(Class::Read, routes!(notifications::get_endpoint)))
+        .routes(limited(
+            Class::Create,
+            routes!(notifications::put_endpoint, notifications::delete_endpoint),
+        ))
+        .routes(limited(Class::Create, routes!(notifications::rotate)))
         .routes(limited(
             Class::IndexWrite,
             routes!(index::put_one, index::delete_one),

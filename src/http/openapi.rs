@@ -26,6 +26,7 @@ use utoipa::{Modify, OpenApi, PartialSchema, ToResponse, ToSchema};
 use utoipa_scalar::Scalar;
 
 use crate::index::SubjectKind;
+use crate::notifications::model::Payload;
 use crate::requests::model::GdprRequest;
 use crate::wire::{EntityListing, ErrorBody, GdprSubject};
 
@@ -89,7 +90,8 @@ writes). Responses carry `inin-ratelimit-count`, `inin-ratelimit-allowed` and \
 **Extensions.** Everything marked **Extension** is not part of Genesys' API (a Genesys client \
 ignores it): per-service `jobs`, `error`, `dueDate`, `completedDate`, `relatedRequests` and \
 `accessSummary` on requests, the `GDPR_GET` request type, `candidates` on the 409 of the \
-ambiguity guard, the subject index and the health checks.";
+ambiguity guard, `callbackUrl` on requests and the notifications it enables, the subject index \
+and the health checks.";
 
 #[derive(OpenApi)]
 #[openapi(
@@ -108,9 +110,13 @@ ambiguity guard, the subject index and the health checks.";
         (name = "HTTP data services",
             description = "**Extension.** Results that HTTP data services post back for jobs \
                 they accepted with 202, signed per Standard Webhooks."),
+        (name = "Notifications",
+            description = "**Extension.** Completion notifications: status changes of a \
+                client's requests POSTed to its endpoint, signed per Standard Webhooks, and \
+                the log of their delivery."),
         (name = "Operations", description = "**Extension.** Health checks."),
     ),
-    components(schemas(ErrorBody), responses(
+    components(schemas(ErrorBody, Payload), responses(
         BadRequest,
         Unauthorized,
         Forbidden,
@@ -556,6 +562,15 @@ pub mod schemas {
              HTTP data service accepted the job and will post its result.",
         ))
         .build()
+    }
+
+    pub fn notification_state() -> Object {
+        string_enum(["PENDING", "DELIVERING", "DELIVERED", "FAILED"])
+            .description(Some(
+                "`PENDING`: waiting for its first attempt or its next retry; `FAILED`: every \
+                 attempt failed.",
+            ))
+            .build()
     }
 
     pub fn erasure() -> Object {

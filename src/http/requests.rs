@@ -111,6 +111,7 @@ pub async fn create(
         catalog: &state.catalog,
         key: &state.links.key,
         max_attempts: state.max_attempts,
+        outbound: &state.outbound,
     };
     let submission = Submission {
         body,

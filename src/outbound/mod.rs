@@ -51,13 +51,18 @@ pub enum CallError {
 /// The largest answer gdprd reads (an export from an HTTP data service included).
 pub const MAX_BODY: usize = 16 * 1024 * 1024;
 
+/// Makes `ring` the process's TLS crypto provider (once; a provider installed before stays).
+/// Every HTTPS client of the process needs one: gdprd's outbound calls, and the tests' clients.
+pub fn install_crypto_provider() {
+    static PROVIDER: Once = Once::new();
+    PROVIDER.call_once(|| {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 impl Outbound {
     pub fn new(guard: GuardSettings) -> Outbound {
-        static PROVIDER: Once = Once::new();
-        PROVIDER.call_once(|| {
-            // Another part of the process may have installed one already; either serves.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        });
+        install_crypto_provider();
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(5))

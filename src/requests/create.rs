@@ -14,6 +14,8 @@ use crate::auth::Caller;
 use crate::catalog::{Catalog, Erasure};
 use crate::index::record::{record_keys, spellings_of};
 use crate::index::{Normalizer, RecordKey, SearchType, SubjectKind};
+use crate::notifications;
+use crate::outbound::Outbound;
 use crate::secrets::ServerKey;
 use crate::wire::GdprSubject;
 
@@ -57,6 +59,8 @@ pub struct Context<'a> {
     pub catalog: &'a Catalog,
     pub key: &'a ServerKey,
     pub max_attempts: i32,
+    /// Checks callback URLs.
+    pub outbound: &'a Outbound,
 }
 
 /// The request accepted (`created`), or the earlier one it duplicates.
@@ -88,6 +92,7 @@ pub async fn submit(
         ctx.normalizer,
     )?;
     let name = parse_name(body.name)?;
+    let callback_url = parse_callback_url(body.callback_url, ctx.outbound)?;
     let subject = body.subject.ok_or_else(|| {
         invalid(
             "subject",
@@ -149,8 +154,8 @@ pub async fn submit(
     let inserted: Option<Uuid> = sqlx::query_scalar(
         "INSERT INTO gdpr_requests (id, org_id, client_id, request_type, name, subject, terms,
              replacement_terms, term_hashes, subject_hash, status, idempotency_key, created_at,
-             due_date)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'INITIATED', $11, $12, $13)
+             due_date, callback_url)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'INITIATED', $11, $12, $13, $14)
          ON CONFLICT DO NOTHING
          RETURNING id",
     )
@@ -167,6 +172,7 @@ pub async fn submit(
     .bind(&submission.idempotency_key)
     .bind(now)
     .bind(due_date(now))
+    .bind(&callback_url)
     .fetch_optional(&mut *tx)
     .await?;
     let Some(parent_id) = inserted else {
@@ -198,6 +204,7 @@ pub async fn submit(
             request_type,
             name: &name,
             replacements: &replacements_column,
+            callback_url: &callback_url,
             now,
         };
         insert_children(&mut tx, caller, &shared, &children, ctx.key).await?;
@@ -206,6 +213,9 @@ pub async fn submit(
         }
     }
     job_rows.insert(&mut tx).await?;
+    if callback_url.is_some() {
+        notifications::store::ensure_secret(&mut tx, caller.client_id, caller.org_id).await?;
+    }
     sqlx::query("SELECT pg_notify('gdpr_jobs', '')")
         .execute(&mut *tx)
         .await?;
@@ -265,6 +275,20 @@ fn parse_name(name: Option<String>) -> Result<Option<String>, CreateError> {
         ));
     }
     Ok(Some(name))
+}
+
+/// A per-request notification URL: checked as a client's endpoint URL is.
+fn parse_callback_url(
+    url: Option<String>,
+    outbound: &Outbound,
+) -> Result<Option<String>, CreateError> {
+    let Some(url) = url.map(|u| u.trim().to_owned()).filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    outbound
+        .check(&url)
+        .map_err(|e| invalid("callbackUrl", format!("The callbackUrl is refused: {e}.")))?;
+    Ok(Some(url))
 }
 
 fn parse_replacements(
@@ -668,6 +692,7 @@ struct ChildShared<'a> {
     request_type: RequestType,
     name: &'a Option<String>,
     replacements: &'a Option<Json<ReplacementsColumn>>,
+    callback_url: &'a Option<String>,
     now: chrono::DateTime<Utc>,
 }
 
@@ -685,8 +710,8 @@ async fn insert_children(
         sqlx::query(
             "INSERT INTO gdpr_requests (id, org_id, client_id, request_type, name, subject, terms,
                  replacement_terms, term_hashes, subject_hash, status, parent_id, created_at,
-                 due_date)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'INITIATED', $11, $12, $13)",
+                 due_date, callback_url)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'INITIATED', $11, $12, $13, $14)",
         )
         .bind(child.id)
         .bind(caller.org_id)
@@ -701,6 +726,7 @@ async fn insert_children(
         .bind(shared.parent_id)
         .bind(shared.now)
         .bind(due_date(shared.now))
+        .bind(shared.callback_url)
         .execute(&mut *conn)
         .await?;
     }

@@ -138,10 +138,11 @@ pub struct NewRequest {
     pub subject: Option<GdprSubject>,
     pub name: Option<String>,
     pub replacement_terms: Option<Vec<ReplacementTerm>>,
+    pub callback_url: Option<String>,
 }
 
 /// `GDPRRequest`, plus the extensions (`jobs`, `error`, `dueDate`, `completedDate`,
-/// `relatedRequests`, `accessSummary`).
+/// `relatedRequests`, `accessSummary`, `callbackUrl`).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 #[schema(
@@ -209,6 +210,11 @@ pub struct GdprRequest {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(read_only)]
     pub access_summary: Option<Vec<ServiceSummary>>,
+    /// **Extension.** Where this request's status changes are POSTed (instead of the client's
+    /// notification endpoint), signed with the client's secrets: see
+    /// `GET /api/v2/gdpr/notifications/endpoint`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
 }
 
 /// One data service's part of a request.

@@ -76,6 +76,7 @@ struct RequestRow {
     completed_at: Option<DateTime<Utc>>,
     client_id: Uuid,
     client_name: String,
+    callback_url: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -97,7 +98,7 @@ struct JobRow {
 
 const SELECT_REQUESTS: &str = "SELECT r.id, r.request_type, r.name, r.subject, r.replacement_terms,
         r.status, r.error, r.summary, r.created_at, r.due_date, r.completed_at,
-        c.id AS client_id, c.name AS client_name
+        c.id AS client_id, c.name AS client_name, r.callback_url
    FROM gdpr_requests r JOIN api_clients c ON c.id = r.client_id";
 
 pub async fn get(
@@ -229,6 +230,7 @@ fn view(
         completed_date: row.completed_at.map(timestamp),
         related_requests: (!related.is_empty()).then_some(related),
         access_summary: row.summary.map(|s| s.0),
+        callback_url: row.callback_url,
     }
 }
 

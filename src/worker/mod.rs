@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub mod finalize;
+pub mod notify;
 pub mod queue;
 pub mod service;
 
@@ -73,6 +74,7 @@ impl Worker {
     /// NOTIFY, and polls as a fallback (and to take over jobs whose lease expired).
     pub async fn run(self, stop: CancellationToken) {
         tracing::info!(worker = %self.id, "worker started");
+        tokio::spawn(notify::run(self.clone(), stop.clone()));
         let mut listener = self.listen().await;
         let poll = Duration::from_millis(self.settings.poll_interval_ms);
         while !stop.is_cancelled() {

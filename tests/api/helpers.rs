@@ -107,10 +107,16 @@ impl TestApp {
             catalog: catalog.clone(),
             max_attempts: worker_settings.job_max_attempts,
             rate_limits: gdprd::ratelimit::RateLimits::new(settings.rate_limits()),
-            outbound: Outbound::new(loopback_allowed()),
+            // Checks URLs as the worker will call them.
+            outbound: Outbound::new(
+                worker
+                    .as_ref()
+                    .map_or_else(loopback_allowed, |w| w.outbound.clone()),
+            ),
             settings: Arc::new(settings),
         };
         tokio::spawn(gdprd::http::serve(listener, state, std::future::pending()));
+        gdprd::outbound::install_crypto_provider();
         let stop = tokio_util::sync::CancellationToken::new();
         if let Some(settings) = worker {
             let worker = Worker::new(pool.clone(), catalog, key, normalizer, settings);

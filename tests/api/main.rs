@@ -6,6 +6,7 @@ mod errors;
 mod helpers;
 mod index_writes;
 mod limits;
+mod notifications;
 mod openapi;
 mod requests;
 mod services;

@@ -54,6 +54,7 @@ async fn instances(pool: PgPool, apis: usize, workers: usize, requests: usize) {
         .map(|_| Gdprd::worker(&url, &settings))
         .collect();
     let token = token_at(&pool, &servers[0].base, "demo", ALL_PERMISSIONS).await;
+    gdprd::outbound::install_crypto_provider();
     let http = reqwest::Client::new();
     let bodies = batch(&emails);
     join_all(bodies.iter().enumerate().map(|(i, body)| {

@@ -92,6 +92,7 @@ async fn outages(cluster: &Cluster, count: usize, length: Duration) {
         })
         .collect();
 
+    gdprd::outbound::install_crypto_provider();
     let http = reqwest::Client::new();
     let mut recoveries = Vec::new();
     for outage in 0..count {
@@ -197,6 +198,7 @@ async fn load(
     samples: Arc<Mutex<Vec<Sample>>>,
     accepted: Arc<Mutex<Vec<String>>>,
 ) {
+    gdprd::outbound::install_crypto_provider();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(ACQUIRE_TIMEOUT_SECS * 3 + 5))
         .build()

@@ -529,6 +529,7 @@ async fn a_full_run_of_the_server_logs_no_identifier_of_the_person(pool: PgPool)
     .await;
     let mut server = server;
     let token = token_at(&pool, &server.base, "demo", ALL_PERMISSIONS).await;
+    gdprd::outbound::install_crypto_provider();
     let http = reqwest::Client::new();
     let base = server.base.clone();
     let get = |path: String| http.get(format!("{base}{path}")).bearer_auth(&token).send();

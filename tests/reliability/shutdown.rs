@@ -42,6 +42,7 @@ async fn sigterm_answers_the_request_in_flight_and_leaves_no_job_held(pool: PgPo
     )
     .await;
     let token = token_at(&pool, &server.base, "demo", ALL_PERMISSIONS).await;
+    gdprd::outbound::install_crypto_provider();
     let http = reqwest::Client::new();
     let (last, rest) = emails.split_last().unwrap();
     for body in batch(rest) {

@@ -121,6 +121,7 @@ impl Gdprd {
 
     /// Waits until `/healthz` answers (at most 30 s).
     pub async fn ready(&mut self) {
+        gdprd::outbound::install_crypto_provider();
         let http = reqwest::Client::new();
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(30) {
@@ -224,6 +225,8 @@ pub async fn token_at(pool: &PgPool, base: &str, org: &str, permissions: &[&str]
     let client = gdprd::auth::clients::create(pool, org, "reliability", &permissions)
         .await
         .unwrap();
+    gdprd::outbound::install_crypto_provider();
+    gdprd::outbound::install_crypto_provider();
     let response = reqwest::Client::new()
         .post(format!("{base}/oauth/token"))
         .basic_auth(client.client_id, Some(&client.client_secret))
