@@ -165,8 +165,13 @@ pub struct WorkerSettings {
     #[arg(long, env = "GDPRD_CALLBACK_BASE_URL")]
     pub callback_base_url: Option<String>,
     /// Attempts to deliver one completion notification before it fails for good.
-    #[arg(long, env = "GDPRD_NOTIFY_MAX_ATTEMPTS", default_value_t = 8)]
+    #[arg(long, env = "GDPRD_NOTIFY_MAX_ATTEMPTS", default_value_t = 12)]
     pub notify_max_attempts: i32,
+
+    /// Longest pause between two attempts to deliver a notification, in seconds (the pauses
+    /// double from GDPRD_RETRY_BASE_MS): receivers get about an hour and a half to come back.
+    #[arg(long, env = "GDPRD_NOTIFY_RETRY_MAX_SECS", default_value_t = 1_800)]
+    pub notify_retry_max_secs: u64,
 
     /// How long a notification receiver may take to answer, in seconds.
     #[arg(long, env = "GDPRD_NOTIFY_TIMEOUT_SECS", default_value_t = 10)]
@@ -187,7 +192,8 @@ impl Default for WorkerSettings {
             poll_interval_ms: 1_000,
             export_ttl_secs: 7 * 86_400,
             callback_base_url: None,
-            notify_max_attempts: 8,
+            notify_max_attempts: 12,
+            notify_retry_max_secs: 1_800,
             notify_timeout_secs: 10,
             outbound: crate::outbound::GuardSettings::default(),
         }

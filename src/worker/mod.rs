@@ -74,7 +74,7 @@ impl Worker {
     /// NOTIFY, and polls as a fallback (and to take over jobs whose lease expired).
     pub async fn run(self, stop: CancellationToken) {
         tracing::info!(worker = %self.id, "worker started");
-        tokio::spawn(notify::run(self.clone(), stop.clone()));
+        let deliveries = tokio::spawn(notify::run(self.clone(), stop.clone()));
         let mut listener = self.listen().await;
         let poll = Duration::from_millis(self.settings.poll_interval_ms);
         while !stop.is_cancelled() {
@@ -94,6 +94,10 @@ impl Worker {
                 _ = tokio::time::sleep(poll) => {}
                 _ = wait_notification(&mut listener) => {}
             }
+        }
+        // Deliveries in flight finish too (each is bounded by GDPRD_NOTIFY_TIMEOUT_SECS).
+        if let Err(e) = deliveries.await {
+            tracing::warn!(error = %e, "the notification task ended abnormally");
         }
         tracing::info!(worker = %self.id, "worker stopped");
     }

@@ -134,7 +134,7 @@ impl Worker {
         let delay = queue::backoff(
             notification.attempts,
             Duration::from_millis(self.settings.retry_base_ms),
-            Duration::from_millis(self.settings.retry_max_ms),
+            Duration::from_secs(self.settings.notify_retry_max_secs),
         );
         if let Err(e) = record(
             &self.pool,
