@@ -3,18 +3,19 @@
 //! `gdprd index import`.
 
 use std::collections::HashMap;
+use std::io::{BufRead, Read};
 use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use sqlx::PgPool;
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::normalize::Normalizer;
 use super::record::{IndexRecord, RecordKey};
-use super::store::Staging;
+use super::store::{StagedBatch, Staging};
 use crate::wire::{GdprSubject, JsonError, parse_json};
 
 /// What is wrong with one record of a batch.
@@ -106,7 +107,8 @@ impl DuplicateCheck {
 }
 
 /// Imports an NDJSON (or JSON array) file into an organization's index, all or nothing: one
-/// transaction, COPY in batches, one set-based merge. Returns how many records were written.
+/// transaction, COPY in batches, one set-based merge. The file is read, parsed and encoded on a
+/// thread of its own, a batch or two ahead of COPY. Returns how many records were written.
 pub async fn import_file(
     pool: &PgPool,
     org_id: Uuid,
@@ -114,25 +116,60 @@ pub async fn import_file(
     n: &Normalizer,
     show_progress: bool,
 ) -> anyhow::Result<u64> {
-    const BATCH: usize = 20_000;
-    let file = tokio::fs::File::open(path)
-        .await
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    let size = file.metadata().await?.len();
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let size = file.metadata()?.len();
     let progress = progress_bar(size, show_progress);
     let started = Instant::now();
 
     let mut tx = pool.begin().await?;
     let mut staging = Staging::begin(&mut tx, org_id).await?;
+    let (sender, mut batches) = mpsc::channel(2);
+    let reader = {
+        let n = n.clone();
+        let progress = progress.clone();
+        tokio::task::spawn_blocking(move || read_batches(file, &n, &progress, &sender))
+    };
+    // When COPY fails, the receiver is dropped here and the reader stops at its next batch.
+    while let Some(batch) = batches.recv().await {
+        staging.add_encoded(&mut tx, batch).await?;
+    }
+    reader.await??;
+    progress.set_message("merging into the index");
+    let written = staging.merge(&mut tx).await?;
+    tx.commit().await?;
+    progress.finish_and_clear();
+    tracing::info!(
+        records = written,
+        seconds = started.elapsed().as_secs_f64(),
+        "index import finished"
+    );
+    Ok(written)
+}
+
+/// Reads, parses and checks the records of `file`, and sends them encoded for COPY in batches.
+/// Stops at the first bad record, or when nobody receives the batches any more.
+fn read_batches(
+    file: std::fs::File,
+    n: &Normalizer,
+    progress: &ProgressBar,
+    sender: &mpsc::Sender<StagedBatch>,
+) -> anyhow::Result<()> {
+    const BATCH: u64 = 20_000;
+    let send = |batch: StagedBatch| {
+        sender
+            .blocking_send(batch)
+            .map_err(|_| anyhow::anyhow!("the import was stopped"))
+    };
     let mut duplicates = DuplicateCheck::default();
-    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
     let mut first = true;
     let mut line = String::new();
     let mut line_no = 0usize;
-    let mut batch = Vec::with_capacity(BATCH);
+    let mut batch = StagedBatch::with_capacity(BATCH as usize);
     loop {
         line.clear();
-        let read = reader.read_line(&mut line).await?;
+        let read = reader.read_line(&mut line)?;
         if read == 0 {
             break;
         }
@@ -144,34 +181,28 @@ pub async fn import_file(
         if first && line.trim_start().starts_with('[') {
             // A JSON array: small enough files only; NDJSON is the format for large loads.
             let mut body = line.clone().into_bytes();
-            tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut body).await?;
+            reader.read_to_end(&mut body)?;
             let records = parse_array(&body, n)?;
             for (i, record) in records.iter().enumerate() {
                 duplicates.check(&format!("record {}", i + 1), record)?;
             }
-            staging.add(&mut tx, &records).await?;
-            break;
+            return send(StagedBatch::encode(&records)?);
         }
         first = false;
         let record = parse_line(line_no, &line, n)?;
         duplicates.check(&format!("line {line_no}"), &record)?;
-        batch.push(record);
+        batch.push(&record)?;
         if batch.len() == BATCH {
-            staging.add(&mut tx, &batch).await?;
-            batch.clear();
+            send(std::mem::replace(
+                &mut batch,
+                StagedBatch::with_capacity(BATCH as usize),
+            ))?;
         }
     }
-    staging.add(&mut tx, &batch).await?;
-    progress.set_message("merging into the index");
-    let written = staging.merge(&mut tx).await?;
-    tx.commit().await?;
-    progress.finish_and_clear();
-    tracing::info!(
-        records = written,
-        seconds = started.elapsed().as_secs_f64(),
-        "index import finished"
-    );
-    Ok(written)
+    if !batch.is_empty() {
+        send(batch)?;
+    }
+    Ok(())
 }
 
 fn progress_bar(len: u64, visible: bool) -> ProgressBar {

@@ -52,8 +52,70 @@ pub async fn search(
     Ok((rows.into_iter().map(|(r, _)| r.0).collect(), total))
 }
 
+/// Index records in PostgreSQL's COPY text format, ready for the staging tables. Encoding is
+/// CPU work only, so it can run apart from the connection (while an earlier batch is sent).
+/// Each record gets a new subject id here; its identifiers refer to the record by that id.
+#[derive(Default)]
+pub struct StagedBatch {
+    subjects: String,
+    identifiers: String,
+    records: u64,
+}
+
+impl StagedBatch {
+    pub fn with_capacity(records: usize) -> StagedBatch {
+        StagedBatch {
+            subjects: String::with_capacity(records * 256),
+            identifiers: String::with_capacity(records * 160),
+            records: 0,
+        }
+    }
+
+    pub fn encode(records: &[IndexRecord]) -> Result<StagedBatch, serde_json::Error> {
+        let mut batch = StagedBatch::with_capacity(records.len());
+        for record in records {
+            batch.push(record)?;
+        }
+        Ok(batch)
+    }
+
+    pub fn push(&mut self, r: &IndexRecord) -> Result<(), serde_json::Error> {
+        let record = serde_json::to_string(&r.subject)?;
+        let id = Uuid::now_v7().to_string();
+        copy_row(
+            &mut self.subjects,
+            &[
+                Some(&id),
+                Some(r.key.kind.as_str()),
+                Some(&r.key.key),
+                Some(&record),
+                r.canonical_contact_id.as_deref(),
+            ],
+        );
+        // A record's identifiers are without duplicates, and each record has its own id: the
+        // staged identifier rows are distinct.
+        for (kind, value) in &r.identifiers {
+            copy_row(
+                &mut self.identifiers,
+                &[Some(&id), Some(kind.as_str()), Some(value.as_str())],
+            );
+        }
+        self.records += 1;
+        Ok(())
+    }
+
+    pub fn len(&self) -> u64 {
+        self.records
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+}
+
 /// Stages index records through COPY, then merges them into the index. Call [`Staging::begin`]
-/// inside a transaction, [`Staging::add`] any number of batches, and [`Staging::merge`] once.
+/// inside a transaction, [`Staging::add`] (or [`Staging::add_encoded`]) any number of batches,
+/// and [`Staging::merge`] once. The records of one staging must have distinct keys.
 pub struct Staging {
     org_id: Uuid,
     staged: u64,
@@ -61,13 +123,17 @@ pub struct Staging {
 
 impl Staging {
     pub async fn begin(conn: &mut PgConnection, org_id: Uuid) -> sqlx::Result<Staging> {
+        // Temporary tables without indexes: not written to the WAL, and cheap to fill.
         sqlx::raw_sql(
             "CREATE TEMP TABLE stage_subjects (
                  id uuid NOT NULL, kind text NOT NULL, ref_key text NOT NULL,
                  record jsonb NOT NULL, canonical_contact_id text
              ) ON COMMIT DROP;
              CREATE TEMP TABLE stage_identifiers (
-                 kind text NOT NULL, ref_key text NOT NULL, id_type text NOT NULL, value text NOT NULL
+                 subject_id uuid NOT NULL, id_type text NOT NULL, value text NOT NULL
+             ) ON COMMIT DROP;
+             CREATE TEMP TABLE stage_known (
+                 staged_id uuid NOT NULL, id uuid NOT NULL
              ) ON COMMIT DROP;",
         )
         .execute(&mut *conn)
@@ -80,71 +146,75 @@ impl Staging {
         conn: &mut PgConnection,
         records: &[IndexRecord],
     ) -> sqlx::Result<()> {
-        let mut subjects = String::with_capacity(records.len() * 256);
-        let mut identifiers = String::with_capacity(records.len() * 160);
-        for r in records {
-            let record =
-                serde_json::to_string(&r.subject).map_err(|e| sqlx::Error::Encode(e.into()))?;
-            copy_row(
-                &mut subjects,
-                &[
-                    Some(&Uuid::now_v7().to_string()),
-                    Some(r.key.kind.as_str()),
-                    Some(&r.key.key),
-                    Some(&record),
-                    r.canonical_contact_id.as_deref(),
-                ],
-            );
-            for (kind, value) in &r.identifiers {
-                copy_row(
-                    &mut identifiers,
-                    &[
-                        Some(r.key.kind.as_str()),
-                        Some(&r.key.key),
-                        Some(kind.as_str()),
-                        Some(value.as_str()),
-                    ],
-                );
-            }
-        }
-        copy_in(conn, "COPY stage_subjects FROM STDIN", subjects).await?;
-        copy_in(conn, "COPY stage_identifiers FROM STDIN", identifiers).await?;
-        self.staged += records.len() as u64;
+        let batch = StagedBatch::encode(records).map_err(|e| sqlx::Error::Encode(e.into()))?;
+        self.add_encoded(conn, batch).await
+    }
+
+    pub async fn add_encoded(
+        &mut self,
+        conn: &mut PgConnection,
+        batch: StagedBatch,
+    ) -> sqlx::Result<()> {
+        copy_in(conn, "COPY stage_subjects FROM STDIN", batch.subjects).await?;
+        copy_in(
+            conn,
+            "COPY stage_identifiers (subject_id, id_type, value) FROM STDIN",
+            batch.identifiers,
+        )
+        .await?;
+        self.staged += batch.records;
         Ok(())
     }
 
     /// Writes the staged records: new ones are inserted, known ones replaced (their identifiers
-    /// too). Returns how many records were written.
+    /// too; a known record keeps its id). Returns how many records were written.
     pub async fn merge(self, conn: &mut PgConnection) -> sqlx::Result<u64> {
-        sqlx::query(
-            "INSERT INTO subjects (id, org_id, kind, ref_key, record, canonical_contact_id)
-             SELECT id, $1, kind, ref_key, record, canonical_contact_id FROM stage_subjects
-             ON CONFLICT (org_id, kind, ref_key) DO UPDATE
-                SET record = EXCLUDED.record,
-                    canonical_contact_id = EXCLUDED.canonical_contact_id,
-                    updated_at = now()",
+        // The upsert returns the id each record has in the index. A known record keeps its id,
+        // not the one it was staged with; those records (only) are noted, to redirect their
+        // identifiers. A row the upsert updated carries its transaction in xmax, an inserted one
+        // does not: with a new organization's records nothing is joined. (Were a known record
+        // missed, its identifiers would refer to no subject and the write would fail whole.)
+        let known = sqlx::query(
+            "WITH written AS (
+                 INSERT INTO subjects (id, org_id, kind, ref_key, record, canonical_contact_id)
+                 SELECT id, $1, kind, ref_key, record, canonical_contact_id FROM stage_subjects
+                 ON CONFLICT (org_id, kind, ref_key) DO UPDATE
+                    SET record = EXCLUDED.record,
+                        canonical_contact_id = EXCLUDED.canonical_contact_id,
+                        updated_at = now()
+                 RETURNING id, kind, ref_key, xmax::text <> '0' AS updated
+             )
+             INSERT INTO stage_known (staged_id, id)
+             SELECT st.id, w.id
+               FROM written w
+               JOIN stage_subjects st ON st.kind = w.kind AND st.ref_key = w.ref_key
+              WHERE w.updated AND st.id <> w.id",
         )
         .bind(self.org_id)
         .execute(&mut *conn)
-        .await?;
-        sqlx::query(
-            "DELETE FROM subject_identifiers i
-              USING subjects s, stage_subjects st
-              WHERE s.org_id = $1 AND s.kind = st.kind AND s.ref_key = st.ref_key
-                AND i.subject_id = s.id",
-        )
-        .bind(self.org_id)
-        .execute(&mut *conn)
-        .await?;
-        sqlx::query(
+        .await?
+        .rows_affected();
+        let insert = if known == 0 {
             "INSERT INTO subject_identifiers (org_id, id_type, value, subject_id)
-             SELECT DISTINCT $1::uuid, si.id_type, si.value, s.id
+             SELECT $1, id_type, value, subject_id FROM stage_identifiers"
+        } else {
+            sqlx::query(
+                "DELETE FROM subject_identifiers i
+                  USING stage_known k
+                  WHERE i.subject_id = k.id AND i.org_id = $1",
+            )
+            .bind(self.org_id)
+            .execute(&mut *conn)
+            .await?;
+            "INSERT INTO subject_identifiers (org_id, id_type, value, subject_id)
+             SELECT $1, si.id_type, si.value, coalesce(k.id, si.subject_id)
                FROM stage_identifiers si
-               JOIN subjects s ON s.org_id = $1 AND s.kind = si.kind AND s.ref_key = si.ref_key",
-        )
-        .bind(self.org_id)
-        .execute(&mut *conn)
-        .await?;
+               LEFT JOIN stage_known k ON k.staged_id = si.subject_id"
+        };
+        sqlx::query(insert)
+            .bind(self.org_id)
+            .execute(&mut *conn)
+            .await?;
         Ok(self.staged)
     }
 }

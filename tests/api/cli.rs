@@ -130,6 +130,33 @@ async fn index_import_loads_ndjson_all_or_nothing(pool: PgPool) {
         ["ec-1234"]
     );
 
+    // Importing the same file again replaces its records: they keep their ids, and have the
+    // same identifiers, once each.
+    let snapshot = || async {
+        sqlx::query_as::<_, (String, String)>(
+            "SELECT (SELECT md5(string_agg(id::text || kind || ref_key, ',' ORDER BY id))
+                       FROM subjects),
+                    (SELECT md5(string_agg(subject_id::text || id_type || value, ','
+                                           ORDER BY subject_id, id_type, value))
+                       FROM subject_identifiers)",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    let first = snapshot().await;
+    let out = gdprd(
+        &pool,
+        &["index", "import", file.0.to_str().unwrap(), "--quiet"],
+    );
+    assert!(out.status.success());
+    assert_eq!(snapshot().await, first);
+    let identifiers: i64 = sqlx::query_scalar("SELECT count(*) FROM subject_identifiers")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(identifiers, 2_500 * 3);
+
     let mut bad = tempfile();
     writeln!(bad.1, r#"{{"externalContactId":"new-1","name":"New"}}"#).unwrap();
     writeln!(

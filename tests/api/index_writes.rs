@@ -314,3 +314,74 @@ async fn index_writes_need_a_json_or_ndjson_body(pool: PgPool) {
         .unwrap();
     expect_error(invalid_utf8, 400, "bad.request").await;
 }
+
+#[sqlx::test]
+async fn a_bulk_write_replaces_known_records_and_adds_new_ones(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let token = app.token("demo", WRITE).await;
+    app.index(&token, people()).await;
+    let subject_ids = || async {
+        sqlx::query_as::<_, (String, uuid::Uuid)>(
+            "SELECT kind || '/' || ref_key, id FROM subjects ORDER BY 1",
+        )
+        .fetch_all(&app.pool)
+        .await
+        .unwrap()
+    };
+    let identifiers = || async {
+        sqlx::query_as::<_, (String, String, String)>(
+            "SELECT s.kind || '/' || s.ref_key, i.id_type, i.value
+               FROM subject_identifiers i JOIN subjects s ON s.id = i.subject_id
+              ORDER BY 1, 2, 3",
+        )
+        .fetch_all(&app.pool)
+        .await
+        .unwrap()
+    };
+    let before = subject_ids().await;
+    let original = identifiers().await;
+    let untouched: Vec<_> = identifiers()
+        .await
+        .into_iter()
+        .filter(|(key, _, _)| key != "user/u-jonas")
+        .collect();
+
+    // One known record with new identifiers, one new record; the others are left alone.
+    app.index(
+        &token,
+        json!([
+            {"userId": "u-jonas", "name": "Jonas Müller", "emailAddresses": ["jonas@new.example"]},
+            {"userId": "u-new", "phoneNumbers": ["(555) 010-0003"]}
+        ]),
+    )
+    .await;
+    let after = subject_ids().await;
+    assert_eq!(after.len(), before.len() + 1);
+    for (key, id) in &before {
+        assert!(after.contains(&(key.clone(), *id)), "{key} keeps its id");
+    }
+    let mut expected = untouched;
+    expected.extend([
+        (
+            "user/u-jonas".into(),
+            "EMAIL".into(),
+            "jonas@new.example".into(),
+        ),
+        ("user/u-jonas".into(), "NAME".into(), "jonas muller".into()),
+        ("user/u-new".into(), "PHONE".into(), "+15550100003".into()),
+    ]);
+    expected.sort();
+    assert_eq!(identifiers().await, expected);
+    assert_eq!(
+        ids(&app.found(&token, "PHONE", "(555) 010-0003").await),
+        ["u-new"]
+    );
+
+    // Writing the first records again restores their identifiers; ids stay as they are.
+    app.index(&token, people()).await;
+    assert_eq!(subject_ids().await, after);
+    let mut expected = original;
+    expected.push(("user/u-new".into(), "PHONE".into(), "+15550100003".into()));
+    expected.sort();
+    assert_eq!(identifiers().await, expected);
+}
