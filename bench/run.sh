@@ -293,7 +293,7 @@ SQL
   q >"$out/index-delete-$n.txt" <<SQL
 \set e '$email'
 \set o '$org'
-\echo '-- as in src/worker/finalize.rs'
+\echo '-- the earlier form: an OR of two sub-selects'
 BEGIN;
 EXPLAIN (ANALYZE, COSTS OFF) DELETE FROM subjects s
  WHERE s.org_id = :'o' AND NOT (false AND s.kind = 'user')
@@ -305,7 +305,7 @@ EXPLAIN (ANALYZE, COSTS OFF) DELETE FROM subjects s
                          ELSE s.ref_key END)
            IN (SELECT * FROM unnest(ARRAY[]::text[], ARRAY[]::text[])));
 ROLLBACK;
-\echo '-- rewritten: one IN list, a UNION of index lookups'
+\echo '-- as in src/worker/finalize.rs: one IN list, a UNION of index lookups'
 BEGIN;
 EXPLAIN (ANALYZE, COSTS OFF) DELETE FROM subjects s
  WHERE s.org_id = :'o' AND NOT (false AND s.kind = 'user')
