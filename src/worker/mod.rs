@@ -16,6 +16,8 @@ use futures::future::join_all;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use sqlx::types::Json;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -72,29 +74,64 @@ impl Worker {
 
     /// Works until `stop` is cancelled; then finishes the jobs in hand and returns. Wakes on
     /// NOTIFY, and polls as a fallback (and to take over jobs whose lease expired).
+    ///
+    /// Up to `concurrency` jobs run at once, and a slot that frees is filled at once: a slow
+    /// job (an export archive, a finalization, an HTTP service) holds back no other.
     pub async fn run(self, stop: CancellationToken) {
         tracing::info!(worker = %self.id, "worker started");
         let deliveries = tokio::spawn(notify::run(self.clone(), stop.clone()));
         let mut listener = self.listen().await;
         let poll = Duration::from_millis(self.settings.poll_interval_ms);
+        let slots = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
+        let mut in_flight = JoinSet::new();
         while !stop.is_cancelled() {
-            let worked = match self.step().await {
-                Ok(n) => n,
+            let first = tokio::select! {
+                _ = stop.cancelled() => break,
+                permit = slots.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+            };
+            while in_flight.try_join_next().is_some() {}
+            // Only this loop takes slots, so those free now stay free until it fills them.
+            let free = slots.available_permits() + 1;
+            let claimed = match self.claim(free).await {
+                Ok(claimed) => claimed,
                 Err(e) => {
-                    tracing::warn!(error = %format!("{e:#}"), "worker step failed");
-                    0
+                    tracing::warn!(error = %format!("{e:#}"), "claiming jobs failed");
+                    Vec::new()
                 }
             };
-            if worked > 0 {
+            if claimed.is_empty() {
+                drop(first);
+                if in_flight.is_empty() {
+                    self.expire_archives().await;
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(poll) => {}
+                    _ = wait_notification(&mut listener) => {}
+                }
                 continue;
             }
-            self.expire_archives().await;
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                _ = tokio::time::sleep(poll) => {}
-                _ = wait_notification(&mut listener) => {}
+            let mut permit = Some(first);
+            for job in claimed {
+                let held = match permit.take() {
+                    Some(p) => p,
+                    None => match slots.clone().try_acquire_owned() {
+                        Ok(p) => p,
+                        // Cannot happen (see above); the job's lease brings it back if it did.
+                        Err(_) => break,
+                    },
+                };
+                let worker = self.clone();
+                in_flight.spawn(async move {
+                    worker.process(job).await;
+                    drop(held);
+                });
             }
         }
+        while in_flight.join_next().await.is_some() {}
         // Deliveries in flight finish too (each is bounded by GDPRD_NOTIFY_TIMEOUT_SECS).
         if let Err(e) = deliveries.await {
             tracing::warn!(error = %e, "the notification task ended abnormally");
@@ -122,14 +159,16 @@ impl Worker {
 
     /// Claims a batch of ready jobs and works them concurrently.
     pub async fn step(&self) -> anyhow::Result<usize> {
-        let lease = Duration::from_secs(self.settings.lease_secs);
-        let claimed = {
-            let mut conn = self.pool.acquire().await?;
-            queue::claim(&mut conn, &self.id, lease, self.settings.concurrency as i64).await?
-        };
+        let claimed = self.claim(self.settings.concurrency).await?;
         let n = claimed.len();
         join_all(claimed.into_iter().map(|job| self.process(job))).await;
         Ok(n)
+    }
+
+    async fn claim(&self, limit: usize) -> anyhow::Result<Vec<Claimed>> {
+        let lease = Duration::from_secs(self.settings.lease_secs);
+        let mut conn = self.pool.acquire().await?;
+        Ok(queue::claim(&mut conn, &self.id, lease, limit as i64).await?)
     }
 
     async fn process(&self, job: Claimed) {
