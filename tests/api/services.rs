@@ -120,13 +120,21 @@ async fn receive(
     }
 }
 
+/// The demo catalog followed by `more` (TOML).
+fn demo_and(more: &str) -> Catalog {
+    let demo = std::fs::read_to_string("catalog/demo.toml").unwrap();
+    format!("{demo}\n{more}").parse().unwrap()
+}
+
+async fn app_with(pool: PgPool, catalog: Catalog) -> TestApp {
+    TestApp::spawn_with_catalog(pool, HttpSettings::default(), Some(fast_worker()), catalog).await
+}
+
 /// The demo catalog plus an HTTP service `crm` at `url`.
 fn catalog_with_crm(url: &str, secrets: &Secrets, extra: &str) -> Catalog {
-    let demo = std::fs::read_to_string("catalog/demo.toml").unwrap();
     let secret = &secrets.written()[0];
-    format!(
-        r#"{demo}
-
+    demo_and(&format!(
+        r#"
 [[service]]
 name = "crm"
 erasure = "delete"
@@ -135,16 +143,11 @@ categories = ["name", "email address", "phone number", "purchase history"]
 retention = "Three years after the last purchase"
 http = {{ url = "{url}", secrets = ["{secret}"], timeout_secs = 1, identifiers = ["EMAIL", "PHONE", "NAME"] {extra} }}
 "#
-    )
-    .parse()
-    .unwrap()
+    ))
 }
 
 async fn app_with_crm(pool: PgPool, receiver: &Receiver, url: &str) -> (TestApp, String) {
-    let catalog = catalog_with_crm(url, &receiver.secrets, "");
-    let app =
-        TestApp::spawn_with_catalog(pool, HttpSettings::default(), Some(fast_worker()), catalog)
-            .await;
+    let app = app_with(pool, catalog_with_crm(url, &receiver.secrets, "")).await;
     let token = app.token("demo", ALL_PERMISSIONS).await;
     (app, token)
 }
@@ -579,6 +582,23 @@ impl ExternalDb {
         }
     }
 
+    /// A catalog service `shop` with `tables` in this database, holding `org_id`'s data.
+    fn service(&self, org_id: Uuid, tables: &str) -> String {
+        format!(
+            r#"
+[[service]]
+name = "shop"
+erasure = "delete"
+purpose = "Selling products online"
+categories = ["name", "email address", "phone number", "orders"]
+retention = "Ten years for invoices"
+organization = "{org_id}"
+database_url = "{url}"
+{tables}"#,
+            url = self.url
+        )
+    }
+
     async fn drop(self) {
         let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
             "DROP DATABASE IF EXISTS {} WITH (FORCE)",
@@ -608,39 +628,17 @@ async fn a_service_in_an_external_database_is_erased_there(pool: PgPool) {
     .await
     .unwrap();
 
-    let demo = std::fs::read_to_string("catalog/demo.toml").unwrap();
     let org_id = organization(&pool, "demo").await;
-    let catalog: Catalog = format!(
-        r#"{demo}
-
-[[service]]
-name = "shop"
-erasure = "delete"
-purpose = "Selling products online"
-categories = ["name", "email address", "phone number", "orders"]
-retention = "Ten years for invoices"
-organization = "{org_id}"
-database_url = "{url}"
-
+    let tables = r#"
 [[service.table]]
 name = "shop.customers"
-match = {{ email = "EMAIL", phone = "PHONE", name = "NAME" }}
+match = { email = "EMAIL", phone = "PHONE", name = "NAME" }
 
 [[service.table]]
 name = "shop.orders"
-link = {{ column = "customer_id", parent = "shop.customers", parent_column = "id" }}
-"#,
-        url = external.url
-    )
-    .parse()
-    .unwrap();
-    let app = TestApp::spawn_with_catalog(
-        pool.clone(),
-        HttpSettings::default(),
-        Some(fast_worker()),
-        catalog,
-    )
-    .await;
+link = { column = "customer_id", parent = "shop.customers", parent_column = "id" }
+"#;
+    let app = app_with(pool.clone(), demo_and(&external.service(org_id, tables))).await;
     let token = app.token("demo", ALL_PERMISSIONS).await;
 
     // The matching functions were created in the external database at start.
@@ -694,35 +692,9 @@ async fn an_external_database_serves_its_organization_only(pool: PgPool) {
         .execute(&shop)
         .await
         .unwrap();
-    let demo = std::fs::read_to_string("catalog/demo.toml").unwrap();
     let other_org = organization(&pool, "acme").await;
-    let catalog: Catalog = format!(
-        r#"{demo}
-
-[[service]]
-name = "shop"
-erasure = "delete"
-purpose = "p"
-categories = ["email address"]
-retention = "r"
-organization = "{other_org}"
-database_url = "{url}"
-
-[[service.table]]
-name = "customers"
-match = {{ email = "EMAIL" }}
-"#,
-        url = external.url
-    )
-    .parse()
-    .unwrap();
-    let app = TestApp::spawn_with_catalog(
-        pool.clone(),
-        HttpSettings::default(),
-        Some(fast_worker()),
-        catalog,
-    )
-    .await;
+    let tables = "[[service.table]]\nname = \"customers\"\nmatch = { email = \"EMAIL\" }\n";
+    let app = app_with(pool.clone(), demo_and(&external.service(other_org, tables))).await;
     let demo_token = app.token("demo", ALL_PERMISSIONS).await;
     let acme_token = app.token("acme", ALL_PERMISSIONS).await;
     let subject = json!({"emailAddresses": [EMAIL]});
