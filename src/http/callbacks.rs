@@ -5,6 +5,7 @@
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::error::ApiError;
@@ -13,8 +14,9 @@ use super::openapi::{
     ServiceUnavailable, TooManyRequests, Unauthorized,
 };
 use crate::catalog::Location;
+use crate::requests::terms::Terms;
 use crate::state::AppState;
-use crate::worker::queue::{self, AWAITING_CALLBACK};
+use crate::worker::queue;
 use crate::worker::service::JobResult;
 
 fn job_not_found() -> ApiError {
@@ -25,9 +27,9 @@ fn job_not_found() -> ApiError {
 ///
 /// Extension. An HTTP data service that answered a job with 202 posts the job's result here,
 /// the same JSON a synchronous answer carries (counts, `export`, or `error`), signed with the
-/// service's secret (`webhook-id`, `webhook-timestamp`, `webhook-signature`). A result for a
-/// job that is not waiting for one (already completed, or sent again after its deadline) is
-/// refused with 409.
+/// service's secret (`webhook-id`, `webhook-timestamp`, `webhook-signature`). It is accepted
+/// once, as soon as the service has the job (even before gdprd has recorded its 202); a second
+/// result for the same job is refused with 409.
 #[utoipa::path(
     post,
     path = "/api/v2/gdpr/callbacks/jobs/{jobId}",
@@ -64,13 +66,12 @@ pub async fn job_result(
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
     let job_id = Uuid::parse_str(&job_id).map_err(|_| job_not_found())?;
-    let job: Option<(Uuid, String, String, Option<String>)> = sqlx::query_as(
-        "SELECT request_id, service, status, locked_by FROM gdpr_jobs WHERE id = $1",
-    )
-    .bind(job_id)
-    .fetch_optional(&state.pool)
-    .await?;
-    let (request_id, service, status, holder) = job.ok_or_else(job_not_found)?;
+    let job: Option<(Uuid, String, String)> =
+        sqlx::query_as("SELECT request_id, service, status FROM gdpr_jobs WHERE id = $1")
+            .bind(job_id)
+            .fetch_optional(&state.pool)
+            .await?;
+    let (request_id, service, status) = job.ok_or_else(job_not_found)?;
     let endpoint = match state.catalog.service(&service).map(|s| &s.location) {
         Some(Location::Http(endpoint)) => endpoint,
         _ => return Err(job_not_found()),
@@ -79,11 +80,11 @@ pub async fn job_result(
         tracing::warn!(%job_id, %reason, "job callback refused");
         ApiError::BadCredentials
     })?;
-    if status != "running" || holder.as_deref() != Some(AWAITING_CALLBACK) {
+    if status == "completed" || status == "error" {
         return Err(ApiError::Conflict {
             message: format!(
-                "The job is not waiting for a result (its status is {status}); a result is \
-                 accepted once, while the job waits for it."
+                "The job already has its result (its status is {status}); a result is \
+                 accepted once."
             ),
             candidates: None,
         });
@@ -96,10 +97,17 @@ pub async fn job_result(
     })?;
     let mut tx = state.pool.begin().await?;
     let recorded = match result.into_outcome() {
-        Ok(outcome) => queue::complete(&mut tx, job_id, AWAITING_CALLBACK, &outcome).await?,
+        Ok(outcome) => queue::complete(&mut tx, job_id, None, &outcome).await?,
         Err(reason) => {
+            // The service may quote the subject; the job's error must not.
+            let terms: Json<Terms> =
+                sqlx::query_scalar("SELECT terms FROM gdpr_requests WHERE id = $1")
+                    .bind(request_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            let reason = terms.0.redact(&reason);
             let delay = std::time::Duration::ZERO;
-            queue::fail(&mut tx, job_id, AWAITING_CALLBACK, &reason, delay, true).await?
+            queue::fail(&mut tx, job_id, None, &reason, delay, true).await?
         }
     };
     if !recorded {

@@ -165,6 +165,34 @@ impl Terms {
         self.0.iter().filter(move |t| !strong || !t.kind.is_weak())
     }
 
+    /// `text` (e.g. what an outside system answered) with every value and spelling of the
+    /// terms replaced by `[redacted]`, ignoring ASCII case, longest first; phone numbers also in
+    /// their bare digits. What is stored or logged never carries the subject's identifiers.
+    pub fn redact(&self, text: &str) -> String {
+        let mut needles: Vec<String> = Vec::new();
+        for term in &self.0 {
+            let digits = (term.kind == TermKind::Phone)
+                .then(|| term.value.chars().filter(char::is_ascii_digit).collect());
+            needles.extend(term.raw.iter().map(|r| r.trim().to_owned()));
+            needles.push(term.value.clone());
+            needles.extend(digits);
+        }
+        needles.retain(|n| n.chars().count() >= 2);
+        needles.sort_by_key(|n| std::cmp::Reverse(n.len()));
+        needles.dedup();
+        let mut out = text.to_owned();
+        for needle in needles {
+            let needle = needle.to_ascii_lowercase();
+            let mut from = 0;
+            while let Some(at) = out[from..].to_ascii_lowercase().find(&needle) {
+                let at = from + at;
+                out.replace_range(at..at + needle.len(), REDACTED);
+                from = at + REDACTED.len();
+            }
+        }
+        out
+    }
+
     /// The normalized values of one kind among the matching terms.
     pub fn values(&self, kind: TermKind) -> Vec<String> {
         self.matching()
@@ -173,6 +201,9 @@ impl Terms {
             .collect()
     }
 }
+
+/// What [`Terms::redact`] writes in place of an identifier.
+pub const REDACTED: &str = "[redacted]";
 
 /// A rewrite of one identifier for `GDPR_UPDATE`.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,5 +220,30 @@ pub struct Replacement {
 impl fmt::Debug for Replacement {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Replacement({}, <redacted>)", self.kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redaction_removes_every_spelling_whatever_its_case() {
+        let mut terms = Terms::default();
+        terms.add(
+            TermKind::Email,
+            "lena.berg@example.org".into(),
+            "Lena.Berg@Example.org",
+        );
+        terms.add(TermKind::Phone, "+15550109999".into(), "(555) 010-9999");
+        terms.add(TermKind::Name, "lena berg".into(), "Lena Berg");
+        let answer = "no customer LENA.BERG@example.org (Lena Berg, tel 15550109999 or \
+                      (555) 010-9999); lena berg unknown";
+        let redacted = terms.redact(answer);
+        assert_eq!(
+            redacted,
+            "no customer [redacted] ([redacted], tel [redacted] or [redacted]); [redacted] unknown"
+        );
+        assert_eq!(terms.redact("CRM database is down"), "CRM database is down");
     }
 }

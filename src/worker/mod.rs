@@ -210,7 +210,7 @@ impl Worker {
             let mut tx = self.begin().await?;
             let permanent = error.downcast_ref::<service::Permanent>().is_some();
             let gave_up =
-                queue::fail(&mut tx, job.id, &self.id, &message, delay, permanent).await?;
+                queue::fail(&mut tx, job.id, Some(&self.id), &message, delay, permanent).await?;
             if gave_up && job.service != FINALIZE {
                 queue::after_service_job(&mut tx, job.request_id).await?;
             }

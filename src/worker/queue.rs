@@ -67,11 +67,12 @@ pub fn backoff(attempts: i32, base: Duration, max: Duration) -> Duration {
 /// Records a failed attempt: the job is queued again after its backoff, or fails for good when
 /// it has used its attempts or the failure is `permanent` (another attempt would fail the same
 /// way). Returns whether it failed for good. Does nothing when the lease was lost to another
-/// worker.
+/// worker. `holder` is the worker holding the job, or `None` for an HTTP service's callback,
+/// which settles the job whoever holds it (see [`complete`]).
 pub async fn fail(
     conn: &mut PgConnection,
     job_id: Uuid,
-    holder: &str,
+    holder: Option<&str>,
     error: &str,
     delay: Duration,
     permanent: bool,
@@ -82,7 +83,9 @@ pub async fn fail(
                 run_at = now() + make_interval(secs => $3),
                 last_error = $4, locked_by = NULL, locked_until = NULL,
                 completed_at = CASE WHEN $5 OR attempts >= max_attempts THEN now() END
-          WHERE id = $1 AND locked_by = $2 AND status = 'running'
+          WHERE id = $1
+            AND (($2::text IS NULL AND status IN ('running', 'queued'))
+                 OR (locked_by = $2 AND status = 'running'))
       RETURNING status",
     )
     .bind(job_id)
@@ -117,10 +120,15 @@ pub async fn searched(
 
 /// Completes a service job with what it did. Returns whether `holder` still held the job (when
 /// not, another worker took it over after the lease ran out, and its run counts).
+///
+/// `holder: None` is an HTTP service's callback: it settles any job not yet done, whoever holds
+/// it — a fast service may call back before the worker that sent the job has recorded the
+/// `202`, and a late result is still the result (the worker's own bookkeeping then finds the
+/// job no longer held and does nothing).
 pub async fn complete(
     conn: &mut PgConnection,
     job_id: Uuid,
-    holder: &str,
+    holder: Option<&str>,
     outcome: &Outcome,
 ) -> sqlx::Result<bool> {
     let held = sqlx::query(
@@ -129,7 +137,9 @@ pub async fn complete(
                 anonymized = $5, updated = $6, retained = $7, retained_reason = $8,
                 result = $9, last_error = NULL, locked_by = NULL, locked_until = NULL,
                 completed_at = now()
-          WHERE id = $1 AND locked_by = $2 AND status = 'running'",
+          WHERE id = $1
+            AND (($2::text IS NULL AND status IN ('running', 'queued'))
+                 OR (locked_by = $2 AND status = 'running'))",
     )
     .bind(job_id)
     .bind(holder)

@@ -113,7 +113,7 @@ impl Worker {
             catalog::execute(&mut data, service, work.org_id, &work.terms.0, action, key).await?;
         match external {
             None => {
-                if !queue::complete(&mut data, job.id, &self.id, &outcome).await? {
+                if !queue::complete(&mut data, job.id, Some(&self.id), &outcome).await? {
                     return Ok(());
                 }
                 queue::after_service_job(&mut data, job.request_id).await?;
@@ -121,7 +121,7 @@ impl Worker {
             }
             Some(_) => {
                 let mut own = self.begin().await?;
-                if !queue::complete(&mut own, job.id, &self.id, &outcome).await? {
+                if !queue::complete(&mut own, job.id, Some(&self.id), &outcome).await? {
                     data.rollback().await?;
                     return Ok(());
                 }
@@ -161,11 +161,13 @@ impl Worker {
             }
             Err(e) => anyhow::bail!("calling the service failed: {e}"),
         };
+        // The service may quote the subject in what it answers; job errors and logs must not.
+        let redact = |reason: String| work.terms.0.redact(&reason);
         match answer.status {
             200 => {
-                let outcome = JobResult::parse(&answer.body).map_err(Permanent)?;
+                let outcome = JobResult::parse(&answer.body).map_err(|e| Permanent(redact(e)))?;
                 let mut tx = self.begin().await?;
-                if queue::complete(&mut tx, job.id, &self.id, &outcome).await? {
+                if queue::complete(&mut tx, job.id, Some(&self.id), &outcome).await? {
                     queue::after_service_job(&mut tx, job.request_id).await?;
                     tx.commit().await?;
                 }
@@ -182,10 +184,10 @@ impl Worker {
                 Ok(())
             }
             status => {
-                let reason = format!(
+                let reason = redact(format!(
                     "the service answered {status}: {}",
                     outbound::excerpt(&answer.body)
-                );
+                ));
                 // A client error will not go away by itself; 408 and 429 do.
                 if (400..500).contains(&status) && status != 408 && status != 429 {
                     Err(Permanent(reason).into())

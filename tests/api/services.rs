@@ -31,6 +31,8 @@ enum Reply {
     Slow(Duration, Value),
     /// 202: the result follows by callback.
     Accept,
+    /// Posts the result to the callback URL first (the answer recorded here), then answers 202.
+    CallBackFirst(Value),
 }
 
 /// One call the receiver got.
@@ -47,6 +49,8 @@ struct Receiver {
     secrets: Secrets,
     script: Arc<dyn Fn(usize) -> Reply + Send + Sync>,
     calls: Arc<Mutex<Vec<Call>>>,
+    /// Statuses gdprd answered the receiver's own callbacks with.
+    callbacks: Arc<Mutex<Vec<u16>>>,
 }
 
 impl Receiver {
@@ -56,6 +60,7 @@ impl Receiver {
             secrets: Secrets::parse(&Secrets::generate()).unwrap(),
             script: Arc::new(script),
             calls: Arc::default(),
+            callbacks: Arc::default(),
         };
         let app = axum::Router::new()
             .route("/gdpr/jobs", axum::routing::post(receive))
@@ -100,6 +105,7 @@ async fn receive(
             .to_owned(),
         signed,
     };
+    let callback = call.message["callbackUrl"].as_str().map(str::to_owned);
     let n = {
         let mut calls = receiver.calls.lock().unwrap();
         calls.push(call);
@@ -117,6 +123,15 @@ async fn receive(
             axum::Json(body).into_response()
         }
         Reply::Accept => AxumStatus::ACCEPTED.into_response(),
+        Reply::CallBackFirst(result) => {
+            let answer = call_back(&callback.unwrap(), &receiver.secrets, &result).await;
+            receiver
+                .callbacks
+                .lock()
+                .unwrap()
+                .push(answer.status().as_u16());
+            AxumStatus::ACCEPTED.into_response()
+        }
     }
 }
 
@@ -762,4 +777,60 @@ http = { url = "https://crm.example.com/gdpr", secrets = ["not-a-secret"] }
     .unwrap_err()
     .to_string();
     assert!(error.contains("whsec_"), "{error}");
+}
+
+#[sqlx::test]
+async fn a_services_answer_quoting_the_subject_is_stored_redacted(pool: PgPool) {
+    let (receiver, url) = Receiver::start(|_| {
+        Reply::Status(
+            422,
+            json!({"message": format!("customer {} (Lena Berg) is on legal hold", EMAIL.to_uppercase())}),
+        )
+    })
+    .await;
+    let (app, token) = app_with_crm(pool, &receiver, &url).await;
+    let request = app
+        .accepted(
+            &token,
+            json!({"requestType": "GDPR_DELETE", "subject": lena()}),
+        )
+        .await;
+    let done = app.finished(&token, request["id"].as_str().unwrap()).await;
+    let error = crm_job(&done)["error"].as_str().unwrap().to_owned();
+    assert!(error.contains("is on legal hold"), "{error}");
+    assert!(
+        !error.to_lowercase().contains(EMAIL) && !error.contains("Lena Berg"),
+        "{error}"
+    );
+    let stored: String = sqlx::query_scalar(
+        "SELECT last_error FROM gdpr_jobs WHERE request_id = $1::uuid AND service = 'crm'",
+    )
+    .bind(request["id"].as_str().unwrap())
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(stored, error);
+}
+
+#[sqlx::test]
+async fn a_callback_arriving_before_the_202_is_recorded_counts(pool: PgPool) {
+    // The service posts its result while gdprd is still waiting for the answer to its call.
+    let (receiver, url) =
+        Receiver::start(|_| Reply::CallBackFirst(json!({"matched": 1, "deleted": 1}))).await;
+    let (app, token) = app_with_crm(pool, &receiver, &url).await;
+    let request = app
+        .accepted(
+            &token,
+            json!({"requestType": "GDPR_DELETE", "subject": lena()}),
+        )
+        .await;
+    let done = app.finished(&token, request["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    let job = crm_job(&done);
+    assert_eq!(
+        (job["deleted"].clone(), job["attempts"].clone()),
+        (json!(1), json!(1))
+    );
+    assert_eq!(*receiver.callbacks.lock().unwrap(), vec![204]);
+    assert_eq!(receiver.calls().len(), 1, "the job was sent once");
 }
