@@ -12,6 +12,7 @@ use super::openapi::{
     BadRequest, Forbidden, GatewayTimeout, InternalServerError, NotFound, PayloadTooLarge,
     ServiceUnavailable, TooManyRequests, Unauthorized, UnsupportedMediaType,
 };
+use super::requests::request_not_found;
 use crate::auth::{Caller, Permission};
 use crate::notifications::model::{Endpoint, EndpointUpdate, NotificationListing};
 use crate::notifications::store;
@@ -192,12 +193,10 @@ pub async fn delivery_log(
     Path(id): Path<String>,
 ) -> Result<Json<NotificationListing>, ApiError> {
     require(&caller, Permission::RequestView)?;
-    let not_found =
-        || ApiError::NotFound("No GDPR request with that id exists in your organization.".into());
-    let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
+    let id = Uuid::parse_str(&id).map_err(|_| request_not_found())?;
     let entities = store::delivery_log(&state.pool, caller.org_id, id)
         .await?
-        .ok_or_else(not_found)?;
+        .ok_or_else(request_not_found)?;
     Ok(Json(NotificationListing { entities }))
 }
 

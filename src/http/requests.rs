@@ -311,7 +311,7 @@ pub async fn download(
         .into_response())
 }
 
-fn request_not_found() -> ApiError {
+pub(super) fn request_not_found() -> ApiError {
     ApiError::NotFound("No GDPR request with that id exists in your organization.".into())
 }
 

@@ -171,6 +171,17 @@ fn lena() -> Value {
     json!({"emailAddresses": [EMAIL], "phoneNumbers": [PHONE], "name": "Lena Berg"})
 }
 
+/// Submits an erasure of Lena and waits until it is finished.
+async fn erase_lena(app: &TestApp, token: &str) -> Value {
+    let request = app
+        .accepted(
+            token,
+            json!({"requestType": "GDPR_DELETE", "subject": lena()}),
+        )
+        .await;
+    app.finished(token, request["id"].as_str().unwrap()).await
+}
+
 fn crm_job(request: &Value) -> Value {
     request["jobs"]
         .as_array()
@@ -294,13 +305,7 @@ async fn a_slow_service_times_out_and_the_next_attempt_succeeds(pool: PgPool) {
     })
     .await;
     let (app, token) = app_with_crm(pool, &receiver, &url).await;
-    let request = app
-        .accepted(
-            &token,
-            json!({"requestType": "GDPR_DELETE", "subject": lena()}),
-        )
-        .await;
-    let done = app.finished(&token, request["id"].as_str().unwrap()).await;
+    let done = erase_lena(&app, &token).await;
     assert_eq!(done["status"], "COMPLETED", "{done}");
     let job = crm_job(&done);
     assert_eq!(job["attempts"], 2);
@@ -325,13 +330,7 @@ async fn a_failing_service_is_retried_with_backoff_until_it_succeeds(pool: PgPoo
     })
     .await;
     let (app, token) = app_with_crm(pool, &receiver, &url).await;
-    let request = app
-        .accepted(
-            &token,
-            json!({"requestType": "GDPR_DELETE", "subject": lena()}),
-        )
-        .await;
-    let done = app.finished(&token, request["id"].as_str().unwrap()).await;
+    let done = erase_lena(&app, &token).await;
     assert_eq!(done["status"], "COMPLETED", "{done}");
     assert_eq!(crm_job(&done)["attempts"], 3);
     assert_eq!(receiver.calls().len(), 3);
@@ -342,13 +341,7 @@ async fn a_service_that_keeps_failing_puts_its_reason_on_the_job(pool: PgPool) {
     let (receiver, url) =
         Receiver::start(|_| Reply::Status(500, json!({"message": "CRM database is down"}))).await;
     let (app, token) = app_with_crm(pool, &receiver, &url).await;
-    let request = app
-        .accepted(
-            &token,
-            json!({"requestType": "GDPR_DELETE", "subject": lena()}),
-        )
-        .await;
-    let done = app.finished(&token, request["id"].as_str().unwrap()).await;
+    let done = erase_lena(&app, &token).await;
     assert_eq!(done["status"], "ERROR", "{done}");
     let job = crm_job(&done);
     assert_eq!(job["status"], "ERROR");
@@ -380,13 +373,7 @@ async fn a_service_refusing_the_job_fails_it_at_once_with_its_reason(pool: PgPoo
     })
     .await;
     let (app, token) = app_with_crm(pool, &receiver, &url).await;
-    let request = app
-        .accepted(
-            &token,
-            json!({"requestType": "GDPR_DELETE", "subject": lena()}),
-        )
-        .await;
-    let done = app.finished(&token, request["id"].as_str().unwrap()).await;
+    let done = erase_lena(&app, &token).await;
     assert_eq!(done["status"], "ERROR", "{done}");
     let job = crm_job(&done);
     assert_eq!(job["attempts"], 1, "no retry for a refusal");
@@ -665,13 +652,7 @@ link = { column = "customer_id", parent = "shop.customers", parent_column = "id"
     .unwrap();
     assert_eq!(functions, 2);
 
-    let request = app
-        .accepted(
-            &token,
-            json!({"requestType": "GDPR_DELETE", "subject": lena()}),
-        )
-        .await;
-    let done = app.finished(&token, request["id"].as_str().unwrap()).await;
+    let done = erase_lena(&app, &token).await;
     assert_eq!(done["status"], "COMPLETED", "{done}");
     let job = done["jobs"]
         .as_array()
@@ -789,13 +770,7 @@ async fn a_services_answer_quoting_the_subject_is_stored_redacted(pool: PgPool) 
     })
     .await;
     let (app, token) = app_with_crm(pool, &receiver, &url).await;
-    let request = app
-        .accepted(
-            &token,
-            json!({"requestType": "GDPR_DELETE", "subject": lena()}),
-        )
-        .await;
-    let done = app.finished(&token, request["id"].as_str().unwrap()).await;
+    let done = erase_lena(&app, &token).await;
     let error = crm_job(&done)["error"].as_str().unwrap().to_owned();
     assert!(error.contains("is on legal hold"), "{error}");
     assert!(
@@ -805,7 +780,7 @@ async fn a_services_answer_quoting_the_subject_is_stored_redacted(pool: PgPool) 
     let stored: String = sqlx::query_scalar(
         "SELECT last_error FROM gdpr_jobs WHERE request_id = $1::uuid AND service = 'crm'",
     )
-    .bind(request["id"].as_str().unwrap())
+    .bind(done["id"].as_str().unwrap())
     .fetch_one(&app.pool)
     .await
     .unwrap();
@@ -818,13 +793,7 @@ async fn a_callback_arriving_before_the_202_is_recorded_counts(pool: PgPool) {
     let (receiver, url) =
         Receiver::start(|_| Reply::CallBackFirst(json!({"matched": 1, "deleted": 1}))).await;
     let (app, token) = app_with_crm(pool, &receiver, &url).await;
-    let request = app
-        .accepted(
-            &token,
-            json!({"requestType": "GDPR_DELETE", "subject": lena()}),
-        )
-        .await;
-    let done = app.finished(&token, request["id"].as_str().unwrap()).await;
+    let done = erase_lena(&app, &token).await;
     assert_eq!(done["status"], "COMPLETED", "{done}");
     let job = crm_job(&done);
     assert_eq!(
