@@ -128,7 +128,7 @@ pub async fn import_file(
     let reader = {
         let n = n.clone();
         let progress = progress.clone();
-        tokio::task::spawn_blocking(move || read_batches(file, &n, &progress, &sender))
+        tokio::task::spawn_blocking(move || read_batches(file, org_id, &n, &progress, &sender))
     };
     // When COPY fails, the receiver is dropped here and the reader stops at its next batch.
     while let Some(batch) = batches.recv().await {
@@ -151,6 +151,7 @@ pub async fn import_file(
 /// Stops at the first bad record, or when nobody receives the batches any more.
 fn read_batches(
     file: std::fs::File,
+    org_id: Uuid,
     n: &Normalizer,
     progress: &ProgressBar,
     sender: &mpsc::Sender<StagedBatch>,
@@ -166,7 +167,7 @@ fn read_batches(
     let mut first = true;
     let mut line = String::new();
     let mut line_no = 0usize;
-    let mut batch = StagedBatch::with_capacity(BATCH as usize);
+    let mut batch = StagedBatch::with_capacity(org_id, BATCH as usize);
     loop {
         line.clear();
         let read = reader.read_line(&mut line)?;
@@ -186,7 +187,7 @@ fn read_batches(
             for (i, record) in records.iter().enumerate() {
                 duplicates.check(&format!("record {}", i + 1), record)?;
             }
-            return send(StagedBatch::encode(&records)?);
+            return send(StagedBatch::encode(org_id, &records)?);
         }
         first = false;
         let record = parse_line(line_no, &line, n)?;
@@ -195,7 +196,7 @@ fn read_batches(
         if batch.len() == BATCH {
             send(std::mem::replace(
                 &mut batch,
-                StagedBatch::with_capacity(BATCH as usize),
+                StagedBatch::with_capacity(org_id, BATCH as usize),
             ))?;
         }
     }

@@ -1,5 +1,5 @@
-//! The subject index in PostgreSQL: search, bulk write (COPY into staging tables, then one
-//! set-based merge) and removal.
+//! The subject index in PostgreSQL: search, bulk write (COPY, straight into the index or into
+//! staging tables and then one set-based merge) and removal.
 
 use sqlx::PgConnection;
 use sqlx::types::Json;
@@ -85,6 +85,7 @@ impl StagedBatch {
         copy_row(
             &mut self.subjects,
             &[
+                Some(&self.org_id),
                 Some(&id),
                 Some(r.key.kind.as_str()),
                 Some(&r.key.key),
@@ -97,7 +98,12 @@ impl StagedBatch {
         for (kind, value) in &r.identifiers {
             copy_row(
                 &mut self.identifiers,
-                &[Some(&id), Some(kind.as_str()), Some(value.as_str())],
+                &[
+                    Some(&self.org_id),
+                    Some(&id),
+                    Some(kind.as_str()),
+                    Some(value.as_str()),
+                ],
             );
         }
         self.records += 1;
@@ -113,32 +119,72 @@ impl StagedBatch {
     }
 }
 
-/// Stages index records through COPY, then merges them into the index. Call [`Staging::begin`]
-/// inside a transaction, [`Staging::add`] (or [`Staging::add_encoded`]) any number of batches,
-/// and [`Staging::merge`] once. The records of one staging must have distinct keys.
+/// Writes index records to an organization's index: call [`Staging::begin`] inside a
+/// transaction, [`Staging::add`] (or [`Staging::add_encoded`]) any number of batches, and
+/// [`Staging::merge`] once. The records of one staging must have distinct keys.
+///
+/// Into an organization that holds records, batches go through COPY into staging tables and one
+/// set-based merge replaces known records and inserts new ones. Into an organization with no
+/// records (a first import), there is nothing to merge with: batches are copied straight into the
+/// index. Writers of one organization's index hold a shared lock for that, and a first import an
+/// exclusive one, so that nothing is written beside it (its records would collide with the
+/// import's instead of being merged).
 pub struct Staging {
     org_id: Uuid,
     staged: u64,
+    direct: bool,
 }
+
+const SUBJECT_COLUMNS: &str = "(org_id, id, kind, ref_key, record, canonical_contact_id)";
+const IDENTIFIER_COLUMNS: &str = "(org_id, subject_id, id_type, value)";
 
 impl Staging {
     pub async fn begin(conn: &mut PgConnection, org_id: Uuid) -> sqlx::Result<Staging> {
-        // Temporary tables without indexes: not written to the WAL, and cheap to fill.
-        sqlx::raw_sql(
-            "CREATE TEMP TABLE stage_subjects (
-                 id uuid NOT NULL, kind text NOT NULL, ref_key text NOT NULL,
-                 record jsonb NOT NULL, canonical_contact_id text
-             ) ON COMMIT DROP;
-             CREATE TEMP TABLE stage_identifiers (
-                 subject_id uuid NOT NULL, id_type text NOT NULL, value text NOT NULL
-             ) ON COMMIT DROP;
-             CREATE TEMP TABLE stage_known (
-                 staged_id uuid NOT NULL, id uuid NOT NULL
-             ) ON COMMIT DROP;",
+        // One round trip in the usual case, an organization that holds records.
+        let populated: bool = sqlx::query_scalar(
+            "SELECT CASE WHEN EXISTS (SELECT 1 FROM subjects WHERE org_id = $1)
+                         THEN (SELECT true FROM pg_advisory_xact_lock_shared($2))
+                         ELSE false END",
         )
-        .execute(&mut *conn)
+        .bind(org_id)
+        .bind(index_lock_key(org_id))
+        .fetch_one(&mut *conn)
         .await?;
-        Ok(Staging { org_id, staged: 0 })
+        let direct = !populated && {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(index_lock_key(org_id))
+                .execute(&mut *conn)
+                .await?;
+            // Looked at again once the lock is held, by a statement of its own (whose snapshot
+            // is taken after the wait): another first write may have committed meanwhile.
+            sqlx::query_scalar("SELECT NOT EXISTS (SELECT 1 FROM subjects WHERE org_id = $1)")
+                .bind(org_id)
+                .fetch_one(&mut *conn)
+                .await?
+        };
+        if !direct {
+            // Temporary tables without indexes: not written to the WAL, and cheap to fill.
+            sqlx::raw_sql(
+                "CREATE TEMP TABLE stage_subjects (
+                     org_id uuid NOT NULL, id uuid NOT NULL, kind text NOT NULL,
+                     ref_key text NOT NULL, record jsonb NOT NULL, canonical_contact_id text
+                 ) ON COMMIT DROP;
+                 CREATE TEMP TABLE stage_identifiers (
+                     org_id uuid NOT NULL, subject_id uuid NOT NULL, id_type text NOT NULL,
+                     value text NOT NULL
+                 ) ON COMMIT DROP;
+                 CREATE TEMP TABLE stage_known (
+                     staged_id uuid NOT NULL, id uuid NOT NULL
+                 ) ON COMMIT DROP;",
+            )
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(Staging {
+            org_id,
+            staged: 0,
+            direct,
+        })
     }
 
     pub async fn add(
@@ -146,7 +192,8 @@ impl Staging {
         conn: &mut PgConnection,
         records: &[IndexRecord],
     ) -> sqlx::Result<()> {
-        let batch = StagedBatch::encode(records).map_err(|e| sqlx::Error::Encode(e.into()))?;
+        let batch =
+            StagedBatch::encode(self.org_id, records).map_err(|e| sqlx::Error::Encode(e.into()))?;
         self.add_encoded(conn, batch).await
     }
 
@@ -155,10 +202,17 @@ impl Staging {
         conn: &mut PgConnection,
         batch: StagedBatch,
     ) -> sqlx::Result<()> {
-        copy_in(conn, "COPY stage_subjects FROM STDIN", batch.subjects).await?;
+        debug_assert_eq!(batch.org_id, self.org_id.to_string());
+        let (subjects, identifiers) = if self.direct {
+            ("subjects", "subject_identifiers")
+        } else {
+            ("stage_subjects", "stage_identifiers")
+        };
+        let copy = |table: &str, columns: &str| format!("COPY {table} {columns} FROM STDIN");
+        copy_in(conn, &copy(subjects, SUBJECT_COLUMNS), batch.subjects).await?;
         copy_in(
             conn,
-            "COPY stage_identifiers (subject_id, id_type, value) FROM STDIN",
+            &copy(identifiers, IDENTIFIER_COLUMNS),
             batch.identifiers,
         )
         .await?;
@@ -169,6 +223,9 @@ impl Staging {
     /// Writes the staged records: new ones are inserted, known ones replaced (their identifiers
     /// too; a known record keeps its id). Returns how many records were written.
     pub async fn merge(self, conn: &mut PgConnection) -> sqlx::Result<u64> {
+        if self.direct {
+            return Ok(self.staged);
+        }
         // The upsert returns the id each record has in the index. A known record keeps its id,
         // not the one it was staged with; those records (only) are noted, to redirect their
         // identifiers. A row the upsert updated carries its transaction in xmax, an inserted one
@@ -217,6 +274,13 @@ impl Staging {
             .await?;
         Ok(self.staged)
     }
+}
+
+/// The advisory lock writers of one organization's index take (see [`Staging`]).
+fn index_lock_key(org_id: Uuid) -> i64 {
+    // The organization id folded to 64 bits, set apart from other advisory locks by a tag.
+    let (high, low) = org_id.as_u64_pair();
+    (high ^ low ^ 0x6764_7072_6469_6478).cast_signed()
 }
 
 /// Removes one record (and its identifiers) from the index. Returns whether it existed.

@@ -385,3 +385,109 @@ async fn a_bulk_write_replaces_known_records_and_adds_new_ones(pool: PgPool) {
     expected.sort();
     assert_eq!(identifiers().await, expected);
 }
+
+#[sqlx::test]
+async fn first_writes_racing_into_an_empty_organization_all_land(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let token = app.token("demo", WRITE).await;
+    // A first write goes straight into the index; one beside it must wait and then merge, not
+    // collide with it. Both write "u-shared".
+    let many = (0..5_000)
+        .map(|i| json!({"userId": format!("u-{i}"), "emailAddresses": [format!("p{i}@example.com")]}))
+        .chain([json!({"userId": "u-shared", "emailAddresses": ["first@example.com"]})])
+        .map(|r| r.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let few = [
+        json!({"userId": "u-shared", "emailAddresses": ["second@example.com"]}),
+        json!({"externalContactId": "c-1", "phoneNumbers": ["(555) 010-0004"]}),
+    ]
+    .map(|r| r.to_string())
+    .join("\n");
+    let (a, b) = tokio::join!(
+        post_ndjson(&app, &token, &many),
+        post_ndjson(&app, &token, &few)
+    );
+    for response in [a, b] {
+        let status = response.status();
+        assert_eq!(status, StatusCode::OK, "{}", response.text().await.unwrap());
+    }
+    assert_eq!(index_size(&app).await, 5_002);
+    // "u-shared" is one record with the identifiers of whichever write came last.
+    let shared: Vec<String> = sqlx::query_scalar(
+        "SELECT i.value FROM subject_identifiers i JOIN subjects s ON s.id = i.subject_id
+          WHERE s.ref_key = 'u-shared'",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(shared.len(), 1, "{shared:?}");
+    assert_eq!(
+        ids(&app.found(&token, "PHONE", "555 010 0004").await),
+        ["c-1"]
+    );
+    assert_eq!(
+        ids(&app.found(&token, "EMAIL", "p4999@example.com").await),
+        ["u-4999"]
+    );
+}
+
+#[sqlx::test]
+async fn the_index_keeps_no_identifier_without_its_record(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let token = app.token("demo", WRITE).await;
+    app.index(&token, people()).await;
+    let org: uuid::Uuid = sqlx::query_scalar("SELECT org_id FROM subjects LIMIT 1")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+
+    // An identifier of no record is refused, as a foreign key would refuse it.
+    let orphan = sqlx::query(
+        "INSERT INTO subject_identifiers (org_id, id_type, value, subject_id)
+         VALUES ($1, 'EMAIL', 'nobody@example.com', $2)",
+    )
+    .bind(org)
+    .bind(uuid::Uuid::now_v7())
+    .execute(&app.pool)
+    .await
+    .unwrap_err();
+    let code = orphan.as_database_error().and_then(|e| e.code());
+    assert_eq!(code.as_deref(), Some("23503"), "{orphan}");
+    // So is moving identifiers to another record, or a record to another organization.
+    for change in [
+        "UPDATE subject_identifiers SET subject_id = gen_random_uuid()",
+        "UPDATE subjects SET org_id = gen_random_uuid()",
+    ] {
+        let error = sqlx::query(change).execute(&app.pool).await.unwrap_err();
+        let code = error.as_database_error().and_then(|e| e.code());
+        assert_eq!(code.as_deref(), Some("23503"), "{change}: {error}");
+    }
+
+    // Deleting records, however it is done, deletes their identifiers.
+    let identifiers = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM subject_identifiers")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap()
+    };
+    assert!(identifiers().await > 0);
+    sqlx::query("DELETE FROM subjects WHERE kind = 'user'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let orphans: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM subject_identifiers i
+          WHERE NOT EXISTS (SELECT 1 FROM subjects s WHERE s.id = i.subject_id)",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(orphans, 0);
+    assert!(identifiers().await > 0);
+    sqlx::query("TRUNCATE subjects")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(identifiers().await, 0);
+}
