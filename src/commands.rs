@@ -95,6 +95,7 @@ async fn serve(
         max_attempts: args.worker.job_max_attempts,
         rate_limits: crate::ratelimit::RateLimits::new(args.http.rate_limits()),
         outbound: crate::outbound::Outbound::new(args.worker.outbound.clone()),
+        tokens: crate::auth::cache::TokenCache::default(),
         settings: Arc::new(args.http),
     };
     let stop = CancellationToken::new();

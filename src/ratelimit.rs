@@ -20,6 +20,8 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
 
+use crate::auth::cache::Unconfirmed;
+use crate::auth::digest;
 use crate::auth::tokens::{self, AuthError};
 use crate::http::error::{ApiError, body_for_status, error_response};
 use crate::http::extract::{Basic, basic_credentials, bearer_token};
@@ -138,7 +140,8 @@ fn check(bucket: &Bucket, key: &str) -> Verdict {
 }
 
 /// The middleware of one class. Authenticated calls count against their client; others against
-/// their address. The caller it authenticates is handed on, so the token is looked up once.
+/// their address. The caller it authenticates is handed on, so the token is looked up once (or,
+/// for a token in the token cache, not here at all).
 pub async fn limit(
     State((state, class)): State<(AppState, Class)>,
     mut request: Request,
@@ -150,17 +153,30 @@ pub async fn limit(
     };
     let key = match key {
         Some(key) => Some(key),
-        None => match bearer_token(request.headers()) {
-            Some(token) => match tokens::authenticate(&state.pool, token).await {
-                Ok(caller) => {
+        None => match bearer_token(request.headers()).map(digest) {
+            Some(token) => match state.tokens.get(&token) {
+                // A token seen lately counts against its client at once; the handler confirms it
+                // (the subject search within its own statement, any other by looking it up).
+                Some(caller) => {
                     let key = format!("client:{}", caller.client_id);
-                    request.extensions_mut().insert(caller);
+                    request.extensions_mut().insert(Unconfirmed {
+                        caller,
+                        digest: token,
+                    });
                     Some(key)
                 }
-                // Without the database nobody can be authenticated: answer now, rather than
-                // have the handler wait for a connection a second time.
-                Err(AuthError::Database(e)) => return ApiError::from(e).into_response(),
-                Err(_) => None,
+                None => match tokens::authenticate_digest(&state.pool, &state.tokens, &token).await
+                {
+                    Ok(caller) => {
+                        let key = format!("client:{}", caller.client_id);
+                        request.extensions_mut().insert(caller);
+                        Some(key)
+                    }
+                    // Without the database nobody can be authenticated: answer now, rather than
+                    // have the handler wait for a connection a second time.
+                    Err(AuthError::Database(e)) => return ApiError::from(e).into_response(),
+                    Err(_) => None,
+                },
             },
             None => None,
         },

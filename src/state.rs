@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use sqlx::PgPool;
 
+use crate::auth::cache::TokenCache;
 use crate::catalog::Catalog;
 use crate::config::HttpSettings;
 use crate::index::Normalizer;
@@ -23,4 +24,6 @@ pub struct AppState {
     pub rate_limits: RateLimits,
     /// Checks outbound URLs clients register (notification callbacks).
     pub outbound: Outbound,
+    /// Callers of recently seen tokens, for the subject search only.
+    pub tokens: TokenCache,
 }

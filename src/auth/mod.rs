@@ -1,5 +1,6 @@
 //! Sign-in: API clients with permissions, and the opaque bearer tokens they obtain.
 
+pub mod cache;
 pub mod clients;
 pub mod tokens;
 
@@ -60,9 +61,9 @@ impl Caller {
 }
 
 /// SHA-256 of a high-entropy secret or token: what is stored instead of the value itself.
-pub fn digest(secret: &str) -> Vec<u8> {
+pub fn digest(secret: &str) -> [u8; 32] {
     use sha2::{Digest, Sha256};
-    Sha256::digest(secret.as_bytes()).to_vec()
+    Sha256::digest(secret.as_bytes()).into()
 }
 
 /// A new random secret: 32 bytes, URL-safe base64.

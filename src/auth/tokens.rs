@@ -8,6 +8,7 @@ use sqlx::PgPool;
 use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
+use super::cache::{TokenCache, TokenDigest};
 use super::{Caller, Permission, digest, random_secret};
 
 #[derive(Debug, thiserror::Error)]
@@ -62,22 +63,39 @@ pub async fn issue(
 }
 
 /// The client a bearer token belongs to. The token is looked up by its digest; an unknown token
-/// is `BadCredentials`, an expired or revoked one `Expired`.
-pub async fn authenticate(pool: &PgPool, token: &str) -> Result<Caller, AuthError> {
+/// is `BadCredentials`, an expired or revoked one `Expired`. The answer is noted in `cache`.
+pub async fn authenticate(
+    pool: &PgPool,
+    cache: &TokenCache,
+    token: &str,
+) -> Result<Caller, AuthError> {
+    authenticate_digest(pool, cache, &digest(token)).await
+}
+
+/// [`authenticate`], for a token of which only the digest is at hand.
+pub async fn authenticate_digest(
+    pool: &PgPool,
+    cache: &TokenCache,
+    digest: &TokenDigest,
+) -> Result<Caller, AuthError> {
     let row: Option<TokenRow> = sqlx::query_as(
         "SELECT c.id AS client_id, c.name AS client_name, c.org_id, c.permissions,
                 t.expires_at, t.revoked_at, c.disabled_at
            FROM access_tokens t JOIN api_clients c ON c.id = t.client_id
           WHERE t.token_hash = $1",
     )
-    .bind(digest(token))
+    .bind(digest)
     .fetch_optional(pool)
     .await?;
-    let row = row.ok_or(AuthError::BadCredentials)?;
+    let Some(row) = row else {
+        cache.forget(digest);
+        return Err(AuthError::BadCredentials);
+    };
     if row.expires_at <= Utc::now() || row.revoked_at.is_some() || row.disabled_at.is_some() {
+        cache.forget(digest);
         return Err(AuthError::Expired);
     }
-    Ok(Caller {
+    let caller = Caller {
         client_id: row.client_id,
         client_name: row.client_name,
         org_id: row.org_id,
@@ -86,7 +104,9 @@ pub async fn authenticate(pool: &PgPool, token: &str) -> Result<Caller, AuthErro
             .iter()
             .filter_map(|p| Permission::parse(p))
             .collect(),
-    })
+    };
+    cache.remember(*digest, &caller, row.expires_at);
+    Ok(caller)
 }
 
 #[derive(sqlx::FromRow)]

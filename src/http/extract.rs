@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
+use crate::auth::cache::Unconfirmed;
 use crate::auth::{Caller, Permission, tokens};
 use crate::state::AppState;
 use crate::wire::{self, Detail, JsonError};
@@ -145,7 +146,28 @@ impl FromRequestParts<AppState> for Caller {
             return Ok(caller.clone());
         }
         let token = bearer_token(&parts.headers).ok_or(ApiError::AuthenticationRequired)?;
-        Ok(tokens::authenticate(&state.pool, token).await?)
+        Ok(tokens::authenticate(&state.pool, &state.tokens, token).await?)
+    }
+}
+
+/// The caller of the subject search: one the database confirmed for this request, or one taken
+/// from the token cache, which the search's own statement must confirm (see
+/// [`crate::auth::cache`]).
+pub enum SearchCaller {
+    Confirmed(Caller),
+    Unconfirmed(Unconfirmed),
+}
+
+impl FromRequestParts<AppState> for SearchCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        if let Some(unconfirmed) = parts.extensions.get::<Unconfirmed>() {
+            return Ok(SearchCaller::Unconfirmed(unconfirmed.clone()));
+        }
+        Caller::from_request_parts(parts, state)
+            .await
+            .map(SearchCaller::Confirmed)
     }
 }
 

@@ -5,12 +5,14 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
-use super::extract::{Json, Query, require};
+use super::extract::{Json, Query, SearchCaller, require};
 use super::openapi::{
     BadRequest, Forbidden, GatewayTimeout, GdprSubjectEntityListing, InternalServerError,
     ServiceUnavailable, TooManyRequests, Unauthorized,
 };
 use super::paging::parse_page;
+use crate::auth::cache::TokenDigest;
+use crate::auth::tokens::{self, AuthError};
 use crate::auth::{Caller, Permission};
 use crate::index::{SearchType, store};
 use crate::state::AppState;
@@ -62,10 +64,36 @@ pub struct SearchQuery {
 )]
 pub async fn search(
     State(state): State<AppState>,
-    caller: Caller,
+    caller: SearchCaller,
     Query(query): Query<SearchQuery>,
 ) -> Result<Json<EntityListing<GdprSubject>>, ApiError> {
-    require(&caller, Permission::SubjectView)?;
+    let unconfirmed = match caller {
+        SearchCaller::Confirmed(caller) => return run(&state, &caller, &query, None).await,
+        SearchCaller::Unconfirmed(unconfirmed) => unconfirmed,
+    };
+    let caller = &unconfirmed.caller;
+    match run(&state, caller, &query, Some(&unconfirmed.digest)).await {
+        Ok(listing) => Ok(listing),
+        // Not confirmed, or refused: look the token up as every other endpoint does, and answer
+        // as it would (an invalid token is a 401 before anything else).
+        Err(_) => {
+            let caller =
+                tokens::authenticate_digest(&state.pool, &state.tokens, &unconfirmed.digest)
+                    .await?;
+            run(&state, &caller, &query, None).await
+        }
+    }
+}
+
+/// The search for a caller; with `confirm`, the digest of a token its statement must confirm,
+/// else the answer is 401.
+async fn run(
+    state: &AppState,
+    caller: &Caller,
+    query: &SearchQuery,
+    confirm: Option<&TokenDigest>,
+) -> Result<Json<EntityListing<GdprSubject>>, ApiError> {
+    require(caller, Permission::SubjectView)?;
     let search_type = parse_search_type(query.search_type.as_deref())?;
     let raw_value = query
         .search_value
@@ -95,7 +123,9 @@ pub async fn search(
     )?;
     let mut conn = state.pool.acquire().await?;
     let (entities, total) =
-        store::search(&mut conn, caller.org_id, search_type, &value, page).await?;
+        store::search(&mut conn, caller.org_id, search_type, &value, page, confirm)
+            .await?
+            .ok_or(ApiError::from(AuthError::Expired))?;
     let uri = |number: i64| {
         let query = serde_urlencoded::to_string(UriQuery {
             search_type: search_type.as_str(),

@@ -7,36 +7,88 @@ use uuid::Uuid;
 
 use super::normalize::{Normalized, SearchType};
 use super::record::{IndexRecord, RecordKey};
+use crate::auth::Permission;
+use crate::auth::cache::TokenDigest;
 use crate::wire::{GdprSubject, Page};
 
 /// One page of the index records whose normalized identifier of `kind` equals `value`, and how
 /// many there are in all. One statement: an index lookup on subject_identifiers' primary key.
+///
+/// With `confirm`, the digest of the caller's bearer token, the same statement also confirms that
+/// the token is live and its client enabled, of organization `org_id` and allowed to search; when
+/// it is not, nothing is looked up and the answer is `None`.
 pub async fn search(
     conn: &mut PgConnection,
     org_id: Uuid,
     kind: SearchType,
     value: &Normalized,
     page: Page,
-) -> sqlx::Result<(Vec<GdprSubject>, i64)> {
-    let rows: Vec<(Json<GdprSubject>, i64)> = sqlx::query_as(
-        "SELECT s.record, count(*) OVER () AS total
-           FROM subject_identifiers i
-           JOIN subjects s ON s.id = i.subject_id
-          WHERE i.org_id = $1 AND i.id_type = $2 AND i.value = $3
-          ORDER BY s.kind, s.ref_key
-          LIMIT $4 OFFSET $5",
-    )
-    .bind(org_id)
-    .bind(kind.as_str())
-    .bind(value.as_str())
-    .bind(page.size)
-    .bind(page.offset())
-    .fetch_all(&mut *conn)
-    .await?;
+    confirm: Option<&TokenDigest>,
+) -> sqlx::Result<Option<(Vec<GdprSubject>, i64)>> {
+    let rows: Vec<(Option<Json<GdprSubject>>, Option<i64>)> = match confirm {
+        None => {
+            sqlx::query_as(
+                "SELECT s.record, count(*) OVER () AS total
+                   FROM subject_identifiers i
+                   JOIN subjects s ON s.id = i.subject_id
+                  WHERE i.org_id = $1 AND i.id_type = $2 AND i.value = $3
+                  ORDER BY s.kind, s.ref_key
+                  LIMIT $4 OFFSET $5",
+            )
+            .bind(org_id)
+            .bind(kind.as_str())
+            .bind(value.as_str())
+            .bind(page.size)
+            .bind(page.offset())
+            .fetch_all(&mut *conn)
+            .await?
+        }
+        Some(digest) => {
+            // One row when the token is not confirmed (no record), else one per record found
+            // or, with none found, one without a record.
+            let rows: Vec<(bool, Option<Json<GdprSubject>>, Option<i64>)> = sqlx::query_as(
+                "WITH caller AS (
+                     SELECT EXISTS (
+                         SELECT 1 FROM access_tokens t JOIN api_clients c ON c.id = t.client_id
+                          WHERE t.token_hash = $6 AND t.revoked_at IS NULL
+                            AND t.expires_at > now() AND c.disabled_at IS NULL
+                            AND c.org_id = $1 AND $7 = ANY (c.permissions)
+                     ) AS confirmed
+                 )
+                 SELECT caller.confirmed, found.record, found.total
+                   FROM caller
+                   LEFT JOIN LATERAL (
+                       SELECT s.record, count(*) OVER () AS total
+                         FROM subject_identifiers i
+                         JOIN subjects s ON s.id = i.subject_id
+                        WHERE caller.confirmed
+                          AND i.org_id = $1 AND i.id_type = $2 AND i.value = $3
+                        ORDER BY s.kind, s.ref_key
+                        LIMIT $4 OFFSET $5
+                   ) found ON true",
+            )
+            .bind(org_id)
+            .bind(kind.as_str())
+            .bind(value.as_str())
+            .bind(page.size)
+            .bind(page.offset())
+            .bind(digest)
+            .bind(Permission::SubjectView.as_str())
+            .fetch_all(&mut *conn)
+            .await?;
+            if !rows.first().is_some_and(|(confirmed, _, _)| *confirmed) {
+                return Ok(None);
+            }
+            rows.into_iter()
+                .filter(|(_, record, _)| record.is_some())
+                .map(|(_, record, total)| (record, total))
+                .collect()
+        }
+    };
     let total = match rows.first() {
-        Some((_, total)) => *total,
+        Some((_, Some(total))) => *total,
         // Past the last page the window is empty; count separately so `total` stays true.
-        None if page.number > 1 => {
+        _ if page.number > 1 => {
             sqlx::query_scalar(
                 "SELECT count(*) FROM subject_identifiers
                   WHERE org_id = $1 AND id_type = $2 AND value = $3",
@@ -47,32 +99,35 @@ pub async fn search(
             .fetch_one(&mut *conn)
             .await?
         }
-        None => 0,
+        _ => 0,
     };
-    Ok((rows.into_iter().map(|(r, _)| r.0).collect(), total))
+    let records = rows.into_iter().filter_map(|(r, _)| r.map(|r| r.0));
+    Ok(Some((records.collect(), total)))
 }
 
-/// Index records in PostgreSQL's COPY text format, ready for the staging tables. Encoding is
-/// CPU work only, so it can run apart from the connection (while an earlier batch is sent).
-/// Each record gets a new subject id here; its identifiers refer to the record by that id.
-#[derive(Default)]
+/// Index records in PostgreSQL's COPY text format, in the columns of the index tables (the
+/// staging tables have the same), ready to be sent. Encoding is CPU work only, so it can run apart
+/// from the connection (while an earlier batch is sent). Each record gets a new subject id here;
+/// its identifiers refer to the record by that id.
 pub struct StagedBatch {
+    org_id: String,
     subjects: String,
     identifiers: String,
     records: u64,
 }
 
 impl StagedBatch {
-    pub fn with_capacity(records: usize) -> StagedBatch {
+    pub fn with_capacity(org_id: Uuid, records: usize) -> StagedBatch {
         StagedBatch {
+            org_id: org_id.to_string(),
             subjects: String::with_capacity(records * 256),
-            identifiers: String::with_capacity(records * 160),
+            identifiers: String::with_capacity(records * 200),
             records: 0,
         }
     }
 
-    pub fn encode(records: &[IndexRecord]) -> Result<StagedBatch, serde_json::Error> {
-        let mut batch = StagedBatch::with_capacity(records.len());
+    pub fn encode(org_id: Uuid, records: &[IndexRecord]) -> Result<StagedBatch, serde_json::Error> {
+        let mut batch = StagedBatch::with_capacity(org_id, records.len());
         for record in records {
             batch.push(record)?;
         }

@@ -242,3 +242,65 @@ async fn a_client_never_sees_another_organizations_data(pool: PgPool) {
     assert_eq!(ids(&app.found(&acme, "NAME", "ana garcia").await).len(), 3);
     assert!(app.found(&acme, "NAME", "someone else").await.is_empty());
 }
+
+#[sqlx::test]
+async fn a_searching_client_loses_access_the_moment_the_database_says_so(pool: PgPool) {
+    // Searches answer from a token seen before without looking it up separately; what the
+    // database says about the token and its client must still hold for the very next call.
+    let app = TestApp::spawn(pool).await;
+    let token = app
+        .token("demo", &["gdpr:subject:view", "gdpr:index:write"])
+        .await;
+    app.index(&token, people()).await;
+    let searches = |token: String| {
+        let app = &app;
+        async move {
+            for _ in 0..3 {
+                assert_eq!(
+                    ids(&app.found(&token, "EMAIL", "ana.garcia@example.com").await).len(),
+                    2
+                );
+            }
+        }
+    };
+    searches(token.clone()).await;
+    let sql = |statement: &'static str| {
+        let pool = app.pool.clone();
+        async move { sqlx::query(statement).execute(&pool).await.unwrap() }
+    };
+
+    // A permission taken away: 403 naming it, at once.
+    sql("UPDATE api_clients SET permissions = '{gdpr:index:write}'").await;
+    let response = app.search(&token, "EMAIL", "ana.garcia@example.com").await;
+    let error = expect_error(response, 403, "missing.any.permissions").await;
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("gdpr:subject:view")
+    );
+    sql("UPDATE api_clients SET permissions = '{gdpr:subject:view}'").await;
+    searches(token.clone()).await;
+
+    // A disabled client: 401 at once, also before a bad query would be pointed out.
+    sql("UPDATE api_clients SET disabled_at = now()").await;
+    let response = app.search(&token, "EMAIL", "ana.garcia@example.com").await;
+    expect_error(response, 401, "credentials.expired").await;
+    let response = app.search(&token, "NOPE", "x").await;
+    expect_error(response, 401, "credentials.expired").await;
+    sql("UPDATE api_clients SET disabled_at = NULL").await;
+    searches(token.clone()).await;
+
+    // A revoked or expired token: 401 at once.
+    sql("UPDATE access_tokens SET expires_at = now() - interval '1 second'").await;
+    let response = app.search(&token, "EMAIL", "ana.garcia@example.com").await;
+    expect_error(response, 401, "credentials.expired").await;
+    sql("UPDATE access_tokens SET expires_at = now() + interval '1 hour'").await;
+    searches(token.clone()).await;
+    sql("UPDATE access_tokens SET revoked_at = now()").await;
+    let response = app.search(&token, "EMAIL", "ana.garcia@example.com").await;
+    expect_error(response, 401, "credentials.expired").await;
+    sql("DELETE FROM access_tokens").await;
+    let response = app.search(&token, "EMAIL", "ana.garcia@example.com").await;
+    expect_error(response, 401, "bad.credentials").await;
+}

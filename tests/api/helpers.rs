@@ -113,6 +113,7 @@ impl TestApp {
                     .as_ref()
                     .map_or_else(loopback_allowed, |w| w.outbound.clone()),
             ),
+            tokens: gdprd::auth::cache::TokenCache::default(),
             settings: Arc::new(settings),
         };
         tokio::spawn(gdprd::http::serve(listener, state, std::future::pending()));
