@@ -106,6 +106,11 @@ out.append(row("service rows", lambda r: i(r["service_rows"])))
 out.append(row("index records/s", lambda r: f(r["index_records"] / r["seed_s"], 0)))
 out.append(row("service rows/s", lambda r: f(r["service_rows"] / r["seed_s"], 0)))
 out.append(row("database size", lambda r: f"{r['db_bytes'] / 2**20:,.0f} MiB"))
+out.append(row("floor: PostgreSQL copying the same rows (same indexes, one connection)",
+               lambda r: f"{f(r['seed_floor_s'])} s" if 'seed_floor_s' in r else "–"))
+out.append(row("floor people/s; seeding / floor time",
+               lambda r: f"{f(r['subjects'] / r['seed_floor_s'], 0)}/s; {f(r['seed_s'] / r['seed_floor_s'], 2)}"
+               if r.get('seed_floor_s') else "–"))
 out.append("| **Search** `GET /api/v2/gdpr/subjects` | |\n")
 out.append(row("distinct search keys (raw spellings)", lambda r: i(r["search_keys"])))
 out.append(row("API requests/s", lambda r: f(r["api_rps"], 0)))

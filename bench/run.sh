@@ -11,7 +11,8 @@
 # For each size it drops and re-creates database gdprd_bench on the server found by
 # scripts/pg-env.sh (DATABASE_URL is ignored: the database is destroyed), then:
 #   1. seeds N people with the release binary and records time, rate, index records and
-#      service rows;
+#      service rows; then times PostgreSQL copying the same rows into copies of the tables with
+#      the same indexes (INSERT ... SELECT, one connection), the floor of seeding;
 #   2. starts `gdprd serve` on a free loopback port with the rate limits lifted and measures
 #      GET /api/v2/gdpr/subjects with wrk (32 connections) over random existing identifiers of
 #      every search type, written as the people's records spell them; then pgbench runs the
@@ -143,6 +144,23 @@ for n in "${sizes[@]}"; do
   service_rows=$(sed -n 's/.*records, \([0-9]*\) service rows.*/\1/p' <<<"$seed_line")
   q -c 'VACUUM ANALYZE' >/dev/null
   db_size=$(q -c 'SELECT pg_database_size(current_database())')
+
+  # 1b. The seeding floor: PostgreSQL writing the same rows, already in the database, into
+  # copies of every seeded table with the same indexes (no foreign keys, no checks), with
+  # INSERT ... SELECT in one transaction on one connection. Rolled back.
+  log "seeding floor: the same rows copied by PostgreSQL"
+  q -c 'CHECKPOINT'
+  floor_sql=$(q -c "
+    SELECT string_agg(format('CREATE TABLE public.%I (LIKE %I.%I INCLUDING DEFAULTS INCLUDING INDEXES); '
+                             'INSERT INTO public.%I SELECT * FROM %I.%I;',
+                             'floor_' || tablename, schemaname, tablename,
+                             'floor_' || tablename, schemaname, tablename), ' ')
+      FROM pg_tables
+     WHERE schemaname = 'demo' OR (schemaname = 'public' AND tablename IN ('subjects', 'subject_identifiers'))")
+  seed_floor_ms=$(q -c '\timing on' -c 'BEGIN' -c "$floor_sql" -c 'ROLLBACK' |
+    awk '/^Time:/ { t += $2 } END { print t }')
+  seed_floor_s=$(echo "$seed_floor_ms / 1000" | bc -l)
+  log "seeding floor: $seed_floor_s s"
 
   # Keys: up to 200 random subjects per search type; the API gets the raw spellings of their
   # record, pgbench the normalized values of the same subjects.
@@ -322,7 +340,7 @@ SQL
   python3 - "$out/result-$n.json" <<PY
 import json, sys
 r = {
-  "subjects": $n, "seed_s": $seed_s, "seed_line": """$seed_line""",
+  "subjects": $n, "seed_s": $seed_s, "seed_line": """$seed_line""", "seed_floor_s": $seed_floor_s,
   "index_records": $index_records, "identifiers": $identifiers,
   "service_rows": ${service_rows:-0}, "db_bytes": $db_size,
   "search_keys": $(wc -l <"$out/paths-$n.txt"), "search_key_types": "$types",
