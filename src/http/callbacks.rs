@@ -29,7 +29,8 @@ fn job_not_found() -> ApiError {
 /// the same JSON a synchronous answer carries (counts, `export`, or `error`), signed with the
 /// service's secret (`webhook-id`, `webhook-timestamp`, `webhook-signature`). It is accepted
 /// once, as soon as the service has the job (even before gdprd has recorded its 202); a second
-/// result for the same job is refused with 409.
+/// result for the same job is refused with 409. A call signed by no service gets 401 whether
+/// or not the job exists; 404 (no such job) is for a caller that signs as one.
 #[utoipa::path(
     post,
     path = "/api/v2/gdpr/callbacks/jobs/{jobId}",
@@ -65,16 +66,34 @@ pub async fn job_result(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let job_id = Uuid::parse_str(&job_id).map_err(|_| job_not_found())?;
+    // Whether a job exists is told only to a caller that signs as one of the HTTP services:
+    // anyone else gets 401 whatever the id.
+    let no_such_job = || {
+        let signed = state.catalog.services.iter().any(|s| match &s.location {
+            Location::Http(endpoint) => endpoint.secrets.verify(&headers, &body).is_ok(),
+            _ => false,
+        });
+        if signed {
+            job_not_found()
+        } else {
+            tracing::warn!("job callback refused: unknown job, and signed by no service");
+            ApiError::BadCredentials
+        }
+    };
+    let Ok(job_id) = Uuid::parse_str(&job_id) else {
+        return Err(no_such_job());
+    };
     let job: Option<(Uuid, String, String)> =
         sqlx::query_as("SELECT request_id, service, status FROM gdpr_jobs WHERE id = $1")
             .bind(job_id)
             .fetch_optional(&state.pool)
             .await?;
-    let (request_id, service, status) = job.ok_or_else(job_not_found)?;
+    let Some((request_id, service, status)) = job else {
+        return Err(no_such_job());
+    };
     let endpoint = match state.catalog.service(&service).map(|s| &s.location) {
         Some(Location::Http(endpoint)) => endpoint,
-        _ => return Err(job_not_found()),
+        _ => return Err(no_such_job()),
     };
     endpoint.secrets.verify(&headers, &body).map_err(|reason| {
         tracing::warn!(%job_id, %reason, "job callback refused");

@@ -18,7 +18,7 @@ use sqlx::PgPool;
 use tokio::net::TcpListener;
 use uuid::Uuid;
 
-use crate::helpers::{ALL_PERMISSIONS, TestApp, fast_worker};
+use crate::helpers::{ALL_PERMISSIONS, TestApp, expect_error, fast_worker};
 
 const EMAIL: &str = "lena.berg@example.org";
 const PHONE: &str = "+15550109999";
@@ -512,13 +512,19 @@ async fn an_asynchronous_service_can_report_failure_by_callback(pool: PgPool) {
 async fn callbacks_for_unknown_jobs_and_bad_bodies_get_clear_errors(pool: PgPool) {
     let (receiver, url) = Receiver::start(|_| Reply::Accept).await;
     let (app, token) = app_with_crm(pool, &receiver, &url).await;
-    let unknown = call_back(
-        &app.url(&format!("/api/v2/gdpr/callbacks/jobs/{}", Uuid::new_v4())),
-        &receiver.secrets,
-        &json!({"matched": 1}),
-    )
-    .await;
-    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    // Only a caller signing as a service learns that a job does not exist; anyone else gets
+    // 401 whether it exists or not.
+    let unknown = app.url(&format!("/api/v2/gdpr/callbacks/jobs/{}", Uuid::new_v4()));
+    let signed = call_back(&unknown, &receiver.secrets, &json!({"matched": 1})).await;
+    assert_eq!(signed.status(), StatusCode::NOT_FOUND);
+    let stranger = Secrets::parse(&Secrets::generate()).unwrap();
+    for url in [
+        unknown.clone(),
+        app.url("/api/v2/gdpr/callbacks/jobs/not-a-job"),
+    ] {
+        let forged = call_back(&url, &stranger, &json!({"matched": 1})).await;
+        expect_error(forged, 401, "bad.credentials").await;
+    }
     app.accepted(
         &token,
         json!({"requestType": "GDPR_DELETE", "subject": lena()}),
