@@ -45,9 +45,10 @@ pub async fn search(
         }
         Some(digest) => {
             // One row when the token is not confirmed (no record), else one per record found
-            // or, with none found, one without a record.
+            // or, with none found, one without a record. The confirmation is materialized:
+            // inlined, it would be evaluated once for each of its two uses.
             let rows: Vec<(bool, Option<Json<GdprSubject>>, Option<i64>)> = sqlx::query_as(
-                "WITH caller AS (
+                "WITH caller AS MATERIALIZED (
                      SELECT EXISTS (
                          SELECT 1 FROM access_tokens t JOIN api_clients c ON c.id = t.client_id
                           WHERE t.token_hash = $6 AND t.revoked_at IS NULL
