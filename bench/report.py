@@ -197,7 +197,8 @@ if os.path.exists(analysis):
     out.append(open(analysis).read().strip() + "\n\n")
 
 out.append("## Reproducing\n\n```sh\nbench/run.sh                       # 10,000 and 100,000 subjects\n"
-           "bench/run.sh 10000 100000 1000000  # and a million (seeding alone takes about 15 minutes)\n```\n\n"
+           "bench/run.sh 10000 100000 1000000  # and a million (about 25 minutes: seeding and its floor take 17)\n"
+           "bench/import.sh                    # gdprd index import of a million records (about 3 minutes)\n```\n\n"
            "It needs wrk (`apt-get install wrk`), pgbench and psql, python3, and a PostgreSQL "
            "server as `scripts/pg-env.sh` finds it; it recreates database `gdprd_bench` for each "
            "size and drops it at the end. The plot of latency against dataset size is "

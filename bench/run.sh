@@ -6,7 +6,7 @@
 # Usage:
 #     bench/run.sh                      # 10,000 and 100,000 subjects (about 5 minutes)
 #     bench/run.sh 100000               # one size
-#     bench/run.sh 10000 100000 1000000 # the cost curve up to a million (add ~20 minutes)
+#     bench/run.sh 10000 100000 1000000 # the cost curve up to a million (add ~20 minutes: seeding a million people and its floor take some 17)
 #
 # For each size it drops and re-creates database gdprd_bench on the server found by
 # scripts/pg-env.sh (DATABASE_URL is ignored: the database is destroyed), then:
