@@ -279,7 +279,16 @@ fn rank(s: Status) -> u8 {
 
 /// A merge-set parent follows its related requests: done when they all are (in ERROR when any
 /// is), otherwise at the stage of the least advanced one.
+///
+/// The parent row is locked first, and its related requests read by a statement of their own
+/// after the lock is granted: of two related requests finishing at once, the second then sees
+/// the first's commit, instead of each seeing the other still open and neither finishing the
+/// parent.
 pub async fn refresh_parent(conn: &mut PgConnection, parent_id: Uuid) -> sqlx::Result<()> {
+    sqlx::query("SELECT 1 FROM gdpr_requests WHERE id = $1 FOR UPDATE")
+        .bind(parent_id)
+        .execute(&mut *conn)
+        .await?;
     let children: Vec<String> =
         sqlx::query_scalar("SELECT status FROM gdpr_requests WHERE parent_id = $1")
             .bind(parent_id)

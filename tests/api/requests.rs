@@ -910,3 +910,74 @@ async fn request_endpoints_check_their_permissions(pool: PgPool) {
         .unwrap();
     expect_error(list, 403, "missing.any.permissions").await;
 }
+
+#[sqlx::test]
+async fn a_parent_completes_when_its_last_two_related_requests_finish_at_once(pool: PgPool) {
+    // Two related requests finishing in two transactions at the same moment must not each
+    // see the other as still open and leave their merge-set parent unfinished.
+    let app = TestApp::spawn(pool.clone()).await;
+    app.token("demo", ALL_PERMISSIONS).await;
+    let (org, client): (uuid::Uuid, uuid::Uuid) =
+        sqlx::query_as("SELECT org_id, id FROM api_clients LIMIT 1")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    let [parent, first, second] = [(); 3].map(|()| uuid::Uuid::now_v7());
+    for (id, parent_id, status) in [
+        (parent, None, "FINALIZING"),
+        (first, Some(parent), "FINALIZING"),
+        (second, Some(parent), "FINALIZING"),
+    ] {
+        sqlx::query(
+            "INSERT INTO gdpr_requests (id, org_id, client_id, request_type, subject, terms,
+                 term_hashes, subject_hash, status, parent_id, created_at, due_date)
+             VALUES ($1, $2, $3, 'GDPR_GET', '{}', '[]', '{}', $4, $5, $6, now(), now())",
+        )
+        .bind(id)
+        .bind(org)
+        .bind(client)
+        .bind(id.as_bytes().to_vec())
+        .bind(status)
+        .bind(parent_id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
+    let one = finish_related(&pool, first, parent).await;
+    let other = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let tx = finish_related(&pool, second, parent).await;
+            tx.commit().await.unwrap();
+        })
+    };
+    // The second is under way (and, parent locked, waiting) while the first commits.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    one.commit().await.unwrap();
+    other.await.unwrap();
+    let status: String = sqlx::query_scalar("SELECT status FROM gdpr_requests WHERE id = $1")
+        .bind(parent)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "COMPLETED");
+}
+
+/// Marks a related request COMPLETED and refreshes its parent, as a finalization does; the
+/// transaction is left open.
+async fn finish_related(
+    pool: &PgPool,
+    id: uuid::Uuid,
+    parent: uuid::Uuid,
+) -> sqlx::Transaction<'static, sqlx::Postgres> {
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("UPDATE gdpr_requests SET status = 'COMPLETED' WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    gdprd::worker::queue::refresh_parent(&mut tx, parent)
+        .await
+        .unwrap();
+    tx
+}
