@@ -227,13 +227,21 @@ impl<'a> Run<'a> {
                 .execute(&mut *conn)
                 .await
                 .map_err(self.fail(Some(table), "finding the subject's rows"))?;
-            // Statistics of an empty table: the planner takes it for the handful of rows it
-            // holds rather than for a large table, and looks the keys up in the linked tables
-            // instead of reading them whole.
-            plain(format!("ANALYZE {name}"))
-                .execute(&mut *conn)
-                .await
-                .map_err(self.fail(Some(table), "finding the subject's rows"))?;
+            // Statistics of one row in one page: the planner then takes the table for as many
+            // rows as it has pages — the handful a subject has — and looks the keys up in the
+            // linked tables instead of reading them whole. (Analyzed empty, it would assume a
+            // page full of rows, some 180, and hash-join a whole service table with them: 9 ms
+            // instead of 0.3 ms for an export of 7,800 external contacts.)
+            for statement in [
+                format!("INSERT INTO {name} DEFAULT VALUES"),
+                format!("ANALYZE {name}"),
+                format!("DELETE FROM {name}"),
+            ] {
+                plain(statement)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(self.fail(Some(table), "finding the subject's rows"))?;
+            }
         }
         Ok(())
     }
@@ -375,38 +383,7 @@ impl<'a> Run<'a> {
     async fn export(&self, conn: &mut PgConnection) -> Result<serde_json::Value, ExecuteError> {
         let mut export = serde_json::Map::new();
         for (i, table) in self.service.tables.iter().enumerate() {
-            let object = match &table.export {
-                None => match &table.org_column {
-                    Some(org) => format!("to_jsonb(t) - {}", literal(org)),
-                    None => "to_jsonb(t)".to_owned(),
-                },
-                // jsonb_build_object takes at most 100 arguments.
-                Some(columns) => columns
-                    .chunks(50)
-                    .map(|chunk| {
-                        let pairs = chunk
-                            .iter()
-                            .map(|c| format!("{}, t.{}", literal(c), ident(c)))
-                            .collect::<Vec<_>>()
-                            .join(", ");
-                        format!("jsonb_build_object({pairs})")
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" || "),
-            };
-            let order = (0..table.key.len())
-                .map(|k| format!("m.k{k}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let sql = format!(
-                "SELECT coalesce(jsonb_agg({object} ORDER BY {order}), '[]'::jsonb)
-                   FROM {table} t JOIN {m} m ON {join}
-                  WHERE {org}",
-                table = table.name.sql(),
-                m = self.temp(i),
-                join = key_join(table, "t", "m"),
-                org = org_filter("t", table),
-            );
+            let sql = self.export_sql(i);
             let rows: serde_json::Value = Binds::new(self.org_id)
                 .query(sql)
                 .fetch_one(&mut *conn)
@@ -416,6 +393,43 @@ impl<'a> Run<'a> {
             export.insert(table.name.to_string(), rows);
         }
         Ok(serde_json::Value::Object(export))
+    }
+
+    /// The statement that exports the subject's rows of table `i` (its working table filled).
+    fn export_sql(&self, i: usize) -> String {
+        let table = &self.service.tables[i];
+        let object = match &table.export {
+            None => match &table.org_column {
+                Some(org) => format!("to_jsonb(t) - {}", literal(org)),
+                None => "to_jsonb(t)".to_owned(),
+            },
+            // jsonb_build_object takes at most 100 arguments.
+            Some(columns) => columns
+                .chunks(50)
+                .map(|chunk| {
+                    let pairs = chunk
+                        .iter()
+                        .map(|c| format!("{}, t.{}", literal(c), ident(c)))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    format!("jsonb_build_object({pairs})")
+                })
+                .collect::<Vec<_>>()
+                .join(" || "),
+        };
+        let order = (0..table.key.len())
+            .map(|k| format!("m.k{k}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        format!(
+            "SELECT coalesce(jsonb_agg({object} ORDER BY {order}), '[]'::jsonb)
+               FROM {table} t JOIN {m} m ON {join}
+              WHERE {org}",
+            table = table.name.sql(),
+            m = self.temp(i),
+            join = key_join(table, "t", "m"),
+            org = org_filter("t", table),
+        )
     }
 
     /// Rewrites, in the subject's rows, each updatable column whose value is the existing value
@@ -894,6 +908,25 @@ mod tests {
                         plan.join("\n")
                     );
                     run.materialize(&mut tx, i).await.expect("rows found");
+                }
+                // Joined with the handful of keys found, a service table is looked up by key,
+                // not read whole: the working tables' statistics say they are small.
+                for (i, table) in service.tables.iter().enumerate() {
+                    let plan: Vec<String> = Binds::new(org)
+                        .query(format!("EXPLAIN {}", run.export_sql(i)))
+                        .fetch_all(&mut *tx)
+                        .await?
+                        .iter()
+                        .map(|row| row.get(0))
+                        .collect();
+                    let scan = format!("Seq Scan on {} ", table.name.name);
+                    assert!(
+                        !plan.iter().any(|line| line.contains(&scan)),
+                        "the export of {} reads {} whole:\n{}",
+                        service.name,
+                        table.name,
+                        plan.join("\n")
+                    );
                 }
             }
         }
