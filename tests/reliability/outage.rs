@@ -156,23 +156,42 @@ async fn outages(cluster: &Cluster, count: usize, length: Duration) {
     // Every accepted request is there and completes.
     let accepted = accepted.lock().await.clone();
     let pool = PgPool::connect(&url).await.unwrap();
-    let db = &pool;
-    let ids = &accepted;
-    eventually(
-        Duration::from_secs(60),
-        "every accepted request completes",
-        move || async move {
-            let done: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM gdpr_requests WHERE id::text = ANY($1) AND status = 'COMPLETED'",
+    // Every accepted request completes; when one does not (or ends in ERROR), the failure says
+    // where each such request and its jobs stand, with the server's log.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let open: Vec<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT id::text, status, error::text FROM gdpr_requests
+              WHERE id::text = ANY($1) AND status <> 'COMPLETED' ORDER BY id",
         )
-        .bind(ids)
-        .fetch_one(db)
+        .bind(&accepted)
+        .fetch_all(&pool)
         .await
         .unwrap();
-            done == ids.len() as i64
-        },
-    )
-    .await;
+        if open.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline || open.iter().any(|(_, status, _)| status == "ERROR") {
+            let open_ids: Vec<&String> = open.iter().map(|(id, _, _)| id).collect();
+            let jobs: Vec<(String, String, String, i32, Option<String>)> = sqlx::query_as(
+                "SELECT request_id::text, service, status, attempts, last_error FROM gdpr_jobs
+                  WHERE request_id::text = ANY($1) ORDER BY request_id, service",
+            )
+            .bind(&open_ids)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            panic!(
+                "every accepted request completes: {} of {} did not within 60 s: {open:?}\n\
+                 their jobs (request, service, status, attempts, last error): {jobs:#?}\n\
+                 server log:\n{}",
+                open.len(),
+                accepted.len(),
+                server.logs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let logs = server.logs();
     assert!(!logs.contains("panicked"), "{logs}");
     pool.close().await;
