@@ -892,44 +892,44 @@ mod tests {
                 for (i, table) in service.tables.iter().enumerate() {
                     let mut binds = Binds::new(org);
                     let select = run.rows_of(&mut binds, i);
-                    let plan: Vec<String> = binds
-                        .query(format!("EXPLAIN {select}"))
-                        .fetch_all(&mut *tx)
-                        .await?
-                        .iter()
-                        .map(|row| row.get(0))
-                        .collect();
-                    let scan = format!("Seq Scan on {} ", table.name.name);
-                    assert!(
-                        !plan.iter().any(|line| line.contains(&scan)),
-                        "{} reads {} whole:\n{}",
-                        service.name,
-                        table.name,
-                        plan.join("\n")
-                    );
+                    let what = format!("finding rows, {}", service.name);
+                    assert_no_full_read(&mut tx, binds, &select, table, &what).await?;
                     run.materialize(&mut tx, i).await.expect("rows found");
                 }
                 // Joined with the handful of keys found, a service table is looked up by key,
                 // not read whole: the working tables' statistics say they are small.
                 for (i, table) in service.tables.iter().enumerate() {
-                    let plan: Vec<String> = Binds::new(org)
-                        .query(format!("EXPLAIN {}", run.export_sql(i)))
-                        .fetch_all(&mut *tx)
-                        .await?
-                        .iter()
-                        .map(|row| row.get(0))
-                        .collect();
-                    let scan = format!("Seq Scan on {} ", table.name.name);
-                    assert!(
-                        !plan.iter().any(|line| line.contains(&scan)),
-                        "the export of {} reads {} whole:\n{}",
-                        service.name,
-                        table.name,
-                        plan.join("\n")
-                    );
+                    let what = format!("the export of {}", service.name);
+                    let export = run.export_sql(i);
+                    assert_no_full_read(&mut tx, Binds::new(org), &export, table, &what).await?;
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Asserts that the plan of `sql` does not read `table` whole.
+    async fn assert_no_full_read(
+        conn: &mut PgConnection,
+        binds: Binds,
+        sql: &str,
+        table: &Table,
+        what: &str,
+    ) -> sqlx::Result<()> {
+        let plan: Vec<String> = binds
+            .query(format!("EXPLAIN {sql}"))
+            .fetch_all(&mut *conn)
+            .await?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        let scan = format!("Seq Scan on {} ", table.name.name);
+        assert!(
+            !plan.iter().any(|line| line.contains(&scan)),
+            "{what} reads {} whole:\n{}",
+            table.name,
+            plan.join("\n")
+        );
         Ok(())
     }
 }
