@@ -167,10 +167,16 @@ async fn render(
     .fetch_all(pool)
     .await?;
     let archives: Vec<(Uuid, Uuid, String, DateTime<Utc>)> = sqlx::query_as(
+        // The archives of the requests and those of their related requests, each found by
+        // its own index (one condition with OR read every archive whole).
         "SELECT coalesce(r.parent_id, r.id), a.request_id, a.file_name, a.expires_at
-           FROM export_archives a JOIN gdpr_requests r ON r.id = a.request_id
-          WHERE (a.request_id = ANY($1) OR r.parent_id = ANY($1)) AND a.expires_at > now()
-          ORDER BY a.request_id, a.file_name",
+           FROM gdpr_requests r JOIN export_archives a ON a.request_id = r.id
+          WHERE r.id = ANY($1) AND a.expires_at > now()
+         UNION
+         SELECT coalesce(r.parent_id, r.id), a.request_id, a.file_name, a.expires_at
+           FROM gdpr_requests r JOIN export_archives a ON a.request_id = r.id
+          WHERE r.parent_id = ANY($1) AND a.expires_at > now()
+          ORDER BY 2, 3",
     )
     .bind(&ids)
     .fetch_all(pool)
