@@ -56,6 +56,9 @@ pub struct ExecuteError {
     step: &'static str,
     message: String,
     transient: bool,
+    /// A relation the statement names does not exist (`undefined_table`): on a session's
+    /// first job of a service, a working table.
+    missing_table: bool,
 }
 
 fn on_table(table: Option<&str>) -> String {
@@ -85,15 +88,12 @@ pub async fn execute(
     key: &[u8],
 ) -> Result<Outcome, ExecuteError> {
     let run = Run::new(service, org_id, terms, key);
-    let mut tx = conn
-        .begin()
-        .await
-        .map_err(run.fail(None, "starting a savepoint"))?;
-    let outcome = run.act(&mut tx, action).await?;
-    tx.commit()
-        .await
-        .map_err(run.fail(None, "releasing the savepoint"))?;
-    Ok(outcome)
+    match run.attempt(conn, action, false).await {
+        // The first job of this service on this database session: its working tables are
+        // made, and the job runs again from the start (see `Run::prepare`).
+        Err(e) if e.missing_table => run.attempt(conn, action, true).await,
+        result => result,
+    }
 }
 
 /// Keeps to the organization's rows: by the table's organization column, or — for a table of an
@@ -123,6 +123,36 @@ struct Count {
 }
 
 impl<'a> Run<'a> {
+    /// Runs the action in a savepoint, so that a failure leaves the caller's transaction free;
+    /// with `prepare`, first makes the working tables this session lacks.
+    async fn attempt(
+        &self,
+        conn: &mut PgConnection,
+        action: Action<'_>,
+        prepare: bool,
+    ) -> Result<Outcome, ExecuteError> {
+        let mut tx = conn
+            .begin()
+            .await
+            .map_err(self.fail(None, "starting a savepoint"))?;
+        if prepare {
+            self.prepare(&mut tx).await?;
+        }
+        // The executor's statements are key lookups whose plan does not depend on the values
+        // (see `Binds::query`): planned once per connection, not five times before PostgreSQL
+        // would consider a generic plan on its own. (It lasts until the caller's transaction
+        // ends; the worker's bookkeeping after it is lookups by key too.)
+        plain("SET LOCAL plan_cache_mode = force_generic_plan".to_owned())
+            .execute(&mut *tx)
+            .await
+            .map_err(self.fail(None, "starting a savepoint"))?;
+        let outcome = self.act(&mut tx, action).await?;
+        tx.commit()
+            .await
+            .map_err(self.fail(None, "releasing the savepoint"))?;
+        Ok(outcome)
+    }
+
     fn new(service: &'a Service, org_id: Uuid, terms: &'a Terms, key: &'a [u8]) -> Run<'a> {
         let needles = TermKind::ALL
             .into_iter()
@@ -175,7 +205,6 @@ impl<'a> Run<'a> {
     /// Puts the keys of the subject's rows of every table into temporary tables, and counts
     /// them.
     async fn find(&self, conn: &mut PgConnection) -> Result<Vec<Count>, ExecuteError> {
-        self.prepare(conn).await?;
         for i in 0..self.service.tables.len() {
             self.materialize(conn, i).await?;
         }
@@ -199,8 +228,9 @@ impl<'a> Run<'a> {
 
     /// Creates the temporary tables of the service's tables that this database session has
     /// not got yet. They last as long as the session and empty themselves at every commit
-    /// (`ON COMMIT DELETE ROWS`), so a job pays for a catalog lookup, not for creating and
-    /// dropping tables.
+    /// (`ON COMMIT DELETE ROWS`), so a job pays neither for creating and dropping tables nor
+    /// for looking them up: it uses them, and only when the session lacks one (the statement
+    /// fails with `undefined_table`) are they made and the job run again.
     async fn prepare(&self, conn: &mut PgConnection) -> Result<(), ExecuteError> {
         let names: Vec<String> = (0..self.service.tables.len())
             .map(|i| self.temp(i))
@@ -223,7 +253,7 @@ impl<'a> Run<'a> {
             let create =
                 format!("CREATE TEMP TABLE {name} ON COMMIT DELETE ROWS AS {select} WITH NO DATA");
             binds
-                .query(create)
+                .once(create)
                 .execute(&mut *conn)
                 .await
                 .map_err(self.fail(Some(table), "finding the subject's rows"))?;
@@ -237,7 +267,8 @@ impl<'a> Run<'a> {
                 format!("ANALYZE {name}"),
                 format!("DELETE FROM {name}"),
             ] {
-                plain(statement)
+                sqlx::query(AssertSqlSafe(statement))
+                    .persistent(false)
                     .execute(&mut *conn)
                     .await
                     .map_err(self.fail(Some(table), "finding the subject's rows"))?;
@@ -277,6 +308,7 @@ impl<'a> Run<'a> {
             step: "ordering deletes",
             message: "its foreign keys form a cycle".to_owned(),
             transient: false,
+            missing_table: false,
         })
     }
 
@@ -715,12 +747,15 @@ impl<'a> Run<'a> {
         let table = table.map(|t| t.name.to_string());
         move |e| {
             let (message, transient) = describe(&e);
+            let missing_table = matches!(&e, sqlx::Error::Database(db)
+                if db.code().as_deref() == Some("42P01"));
             ExecuteError {
                 service: self.service.name.clone(),
                 table,
                 step,
                 message,
                 transient,
+                missing_table,
             }
         }
     }
@@ -746,8 +781,9 @@ fn describe(e: &sqlx::Error) -> (String, bool) {
     }
 }
 
+/// A generated statement without parameters, prepared and kept like [`Binds::query`]'s.
 fn plain(sql: String) -> sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    sqlx::query(AssertSqlSafe(sql)).persistent(false)
+    sqlx::query(AssertSqlSafe(sql))
 }
 
 /// The name of the temporary table for the keys of `table`'s rows: named after the table and
