@@ -8,7 +8,7 @@ pub mod notify;
 pub mod queue;
 pub mod service;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -84,6 +84,8 @@ impl Worker {
         let poll = Duration::from_millis(self.settings.poll_interval_ms);
         let slots = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
         let mut in_flight = JoinSet::new();
+        // The requests of the jobs in flight, once per job.
+        let busy: Arc<Mutex<Vec<Uuid>>> = Arc::default();
         while !stop.is_cancelled() {
             let first = tokio::select! {
                 _ = stop.cancelled() => break,
@@ -95,7 +97,8 @@ impl Worker {
             while in_flight.try_join_next().is_some() {}
             // Only this loop takes slots, so those free now stay free until it fills them.
             let free = slots.available_permits() + 1;
-            let claimed = match self.claim(free).await {
+            let busy_now = busy.lock().map(|b| b.clone()).unwrap_or_default();
+            let claimed = match self.claim(free, &busy_now).await {
                 Ok(claimed) => claimed,
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "claiming jobs failed");
@@ -125,8 +128,18 @@ impl Worker {
                     },
                 };
                 let worker = self.clone();
+                let busy = busy.clone();
+                let request = job.request_id;
+                if let Ok(mut b) = busy.lock() {
+                    b.push(request);
+                }
                 in_flight.spawn(async move {
                     worker.process(job).await;
+                    if let Ok(mut b) = busy.lock()
+                        && let Some(i) = b.iter().position(|r| *r == request)
+                    {
+                        b.swap_remove(i);
+                    }
                     drop(held);
                 });
             }
@@ -159,16 +172,28 @@ impl Worker {
 
     /// Claims a batch of ready jobs and works them concurrently.
     pub async fn step(&self) -> anyhow::Result<usize> {
-        let claimed = self.claim(self.settings.concurrency).await?;
+        let claimed = self.claim(self.settings.concurrency, &[]).await?;
         let n = claimed.len();
         join_all(claimed.into_iter().map(|job| self.process(job))).await;
         Ok(n)
     }
 
-    async fn claim(&self, limit: usize) -> anyhow::Result<Vec<Claimed>> {
+    /// Claims up to `limit` jobs, those of the `busy` requests last (see [`queue::claim`]).
+    async fn claim(&self, limit: usize, busy: &[Uuid]) -> anyhow::Result<Vec<Claimed>> {
         let lease = Duration::from_secs(self.settings.lease_secs);
-        let mut conn = self.pool.acquire().await?;
-        Ok(queue::claim(&mut conn, &self.id, lease, limit as i64).await?)
+        // A claim lost to a crash leaves its jobs queued, so it need not wait for the disk. Its
+        // plan does not depend on the values: planned once per connection (planning it took
+        // longer than running it).
+        let mut tx = self
+            .pool
+            .begin_with(
+                "BEGIN; SET LOCAL synchronous_commit = off; \
+                 SET LOCAL plan_cache_mode = force_generic_plan",
+            )
+            .await?;
+        let claimed = queue::claim(&mut tx, &self.id, lease, limit as i64, busy).await?;
+        tx.commit().await?;
+        Ok(claimed)
     }
 
     async fn process(&self, job: Claimed) {
@@ -232,11 +257,10 @@ impl Worker {
     /// run again when their lease runs out. (Accepting a request, and an HTTP service's
     /// callback, commit synchronously: their answer promises durability.)
     pub async fn begin(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query("SET LOCAL synchronous_commit = off")
-            .execute(&mut *tx)
-            .await?;
-        Ok(tx)
+        // One round trip for both.
+        self.pool
+            .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
+            .await
     }
 
     pub async fn request_work(&self, request_id: Uuid) -> anyhow::Result<RequestWork> {

@@ -28,29 +28,58 @@ pub struct Claimed {
 
 /// Claims up to `limit` ready jobs: queued ones whose time has come, and running ones whose
 /// lease has expired (their worker died).
+///
+/// Each kind is read through its own partial index in `run_at` or lease order, so that a scan
+/// stops after the first rows it needs and marks the index entries of finished jobs dead as it
+/// passes them (one bitmap scan over both indexes, as before, re-read every job finished since
+/// the last vacuum: 0.54 ms a claim under load). Among the oldest ready jobs, those of different
+/// requests go first: jobs of one request all update that request's row as they finish, and
+/// several of them at once only wait for one another. So the jobs of `busy` requests (those the
+/// worker is running jobs of) come last, then the first queued job of each request, then the
+/// second, and so on; a lone request still has its jobs run side by side. The chosen jobs are then locked by their
+/// row address, and taken if still queued once locked (another worker may have taken one in
+/// between: its row has moved, or it is no longer queued).
 pub async fn claim(
     conn: &mut PgConnection,
     worker: &str,
     lease: Duration,
     limit: i64,
+    busy: &[Uuid],
 ) -> sqlx::Result<Vec<Claimed>> {
     sqlx::query_as(
-        "UPDATE gdpr_jobs j
+        "WITH expired AS (
+                SELECT id FROM gdpr_jobs
+                 WHERE status = 'running' AND locked_until < now()
+                 ORDER BY locked_until
+                 LIMIT $3
+                   FOR UPDATE SKIP LOCKED),
+              ready AS (
+                SELECT ctid, request_id, run_at, id FROM gdpr_jobs
+                 WHERE status = 'queued' AND run_at <= now()
+                 ORDER BY run_at
+                 LIMIT $3 * 8),
+              spread AS (
+                SELECT ctid FROM ready
+                 ORDER BY request_id = ANY ($4),
+                          row_number() OVER (PARTITION BY request_id ORDER BY run_at, id),
+                          run_at
+                 LIMIT greatest($3 - (SELECT count(*) FROM expired), 0)),
+              taken AS (
+                SELECT id, status FROM gdpr_jobs
+                 WHERE ctid = ANY (ARRAY(SELECT ctid FROM spread))
+                   FOR UPDATE SKIP LOCKED)
+        UPDATE gdpr_jobs j
             SET status = 'running', attempts = j.attempts + 1, locked_by = $1,
                 locked_until = now() + make_interval(secs => $2)
-          WHERE j.id IN (
-                SELECT id FROM gdpr_jobs
-                 WHERE (status = 'queued' AND run_at <= now())
-                    OR (status = 'running' AND locked_until < now())
-                 ORDER BY run_at
-                 LIMIT $3
-                 FOR UPDATE SKIP LOCKED)
+          WHERE j.id IN (SELECT id FROM expired
+                         UNION ALL SELECT id FROM taken WHERE status = 'queued')
       RETURNING j.id, j.request_id, j.service, j.action, j.phase, j.attempts, j.max_attempts,
                 j.last_error",
     )
     .bind(worker)
     .bind(lease.as_secs_f64())
     .bind(limit)
+    .bind(busy)
     .fetch_all(conn)
     .await
 }
@@ -341,7 +370,98 @@ pub async fn refresh_parent(conn: &mut PgConnection, parent_id: Uuid) -> sqlx::R
 
 #[cfg(test)]
 mod tests {
+    use sqlx::PgPool;
+
     use super::*;
+
+    /// Three requests of three queued jobs each (in that order), and one request whose two
+    /// jobs' worker died (leases expired).
+    const QUEUE: &str = "
+        INSERT INTO organizations (id, name) VALUES ('00000000-0000-0000-0000-0000000000a1', 'Org');
+        INSERT INTO api_clients (id, org_id, name, secret_hash, permissions)
+        VALUES ('00000000-0000-0000-0000-0000000000c1', '00000000-0000-0000-0000-0000000000a1',
+                'c', '\\x00', '{}');
+        INSERT INTO gdpr_requests (id, org_id, client_id, request_type, subject, terms,
+                                   term_hashes, subject_hash, status, created_at, due_date)
+        SELECT ('00000000-0000-0000-0000-00000000000' || r)::uuid,
+               '00000000-0000-0000-0000-0000000000a1', '00000000-0000-0000-0000-0000000000c1',
+               'GDPR_GET', '{}', '[]', '{}', ('\\x0' || r)::bytea, 'INITIATED', now(), now()
+          FROM generate_series(1, 4) r;
+        INSERT INTO gdpr_jobs (id, request_id, service, action, status, max_attempts, run_at)
+        SELECT gen_random_uuid(), ('00000000-0000-0000-0000-00000000000' || r)::uuid,
+               's' || s, 'summarize', 'queued', 5, now() - make_interval(secs => 100 - r)
+          FROM generate_series(1, 3) r, generate_series(1, 3) s;
+        INSERT INTO gdpr_jobs (id, request_id, service, action, status, max_attempts, run_at,
+                               attempts, locked_by, locked_until)
+        SELECT gen_random_uuid(), '00000000-0000-0000-0000-000000000004', 's' || s,
+               'summarize', 'running', 5, now() - interval '1 hour', 1, 'gone',
+               now() - interval '1 second'
+          FROM generate_series(1, 2) s;";
+
+    fn request(n: u8) -> Uuid {
+        format!("00000000-0000-0000-0000-00000000000{n}")
+            .parse()
+            .unwrap()
+    }
+
+    async fn claim_some(pool: &PgPool, limit: i64, busy: &[Uuid]) -> Vec<Claimed> {
+        let mut conn = pool.acquire().await.unwrap();
+        claim(&mut conn, "w", Duration::from_secs(60), limit, busy)
+            .await
+            .unwrap()
+    }
+
+    #[sqlx::test]
+    async fn a_claim_takes_expired_leases_first_and_never_more_than_its_limit(pool: PgPool) {
+        sqlx::raw_sql(QUEUE).execute(&pool).await.unwrap();
+        let first = claim_some(&pool, 3, &[]).await;
+        assert_eq!(first.len(), 3, "a claim fills its limit");
+        let expired = first.iter().filter(|j| j.request_id == request(4)).count();
+        assert_eq!(expired, 2, "jobs whose worker died come back first");
+        assert!(
+            first
+                .iter()
+                .all(|j| j.attempts == if j.request_id == request(4) { 2 } else { 1 })
+        );
+
+        let mut seen: Vec<Uuid> = first.iter().map(|j| j.id).collect();
+        loop {
+            let next = claim_some(&pool, 4, &[]).await;
+            if next.is_empty() {
+                break;
+            }
+            assert!(next.len() <= 4, "a claim takes at most its limit");
+            seen.extend(next.iter().map(|j| j.id));
+        }
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 11, "every job is claimed once");
+    }
+
+    #[sqlx::test]
+    async fn a_claim_spreads_over_requests_and_keeps_busy_ones_for_last(pool: PgPool) {
+        sqlx::raw_sql(QUEUE).execute(&pool).await.unwrap();
+        sqlx::query("DELETE FROM gdpr_jobs WHERE status = 'running'")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let requests = |jobs: &[Claimed]| {
+            let mut r: Vec<Uuid> = jobs.iter().map(|j| j.request_id).collect();
+            r.sort();
+            r
+        };
+        // The oldest request's jobs do not all go first: one of each request does.
+        let first = claim_some(&pool, 3, &[]).await;
+        assert_eq!(requests(&first), [request(1), request(2), request(3)]);
+        // Requests 1 and 2 are busy: request 3's jobs go first, then the oldest busy one's.
+        let second = claim_some(&pool, 3, &[request(1), request(2)]).await;
+        assert_eq!(requests(&second), [request(1), request(3), request(3)]);
+        // Being busy puts a request last, never out: the rest all go, two of one request at
+        // once.
+        let third = claim_some(&pool, 5, &[request(1)]).await;
+        assert_eq!(requests(&third), [request(1), request(2), request(2)]);
+        assert!(claim_some(&pool, 5, &[]).await.is_empty());
+    }
 
     #[test]
     fn backoff_doubles_and_is_capped() {
