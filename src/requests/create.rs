@@ -227,7 +227,7 @@ pub async fn submit(
 }
 
 /// What `replacement_terms` stores: the terms as sent (shown back) and as parsed (applied).
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct ReplacementsColumn {
     pub wire: Vec<ReplacementTerm>,
     pub parsed: Vec<Replacement>,

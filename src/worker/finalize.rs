@@ -31,7 +31,7 @@ struct JobResult {
 }
 
 pub async fn run(worker: &Worker, job: &Claimed) -> anyhow::Result<()> {
-    let work = worker.request_work(job.request_id).await?;
+    let work = &job.work;
     let request_type = RequestType::parse(&work.request_type)
         .ok_or_else(|| anyhow::anyhow!("unknown request type {:?}", work.request_type))?;
     let mut tx = worker.begin().await?;
@@ -53,11 +53,11 @@ pub async fn run(worker: &Worker, job: &Claimed) -> anyhow::Result<()> {
             RequestType::GdprExport => {
                 store_archive(worker, &mut tx, job.request_id, &jobs).await?
             }
-            RequestType::GdprUpdate => update_index(worker, &mut tx, &work).await?,
+            RequestType::GdprUpdate => update_index(worker, &mut tx, work).await?,
             RequestType::GdprDelete => {
                 let users_retained = jobs.iter().any(|j| j.retained > 0);
-                erase_from_index(&mut tx, &work, users_retained).await?;
-                mask_traces(worker, &mut tx, job.request_id, &work).await?;
+                erase_from_index(&mut tx, work, users_retained).await?;
+                mask_traces(worker, &mut tx, job.request_id, work).await?;
             }
         }
     }

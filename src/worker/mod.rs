@@ -11,7 +11,6 @@ pub mod service;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Context;
 use futures::future::join_all;
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
@@ -43,13 +42,23 @@ pub struct Worker {
     pub id: String,
 }
 
-/// What a job needs to know of its request.
-#[derive(sqlx::FromRow)]
+/// What a job needs to know of its request (read by the claim that takes the job).
+#[derive(Clone, sqlx::FromRow)]
 pub struct RequestWork {
     pub org_id: Uuid,
     pub request_type: String,
     pub terms: Json<Terms>,
     pub replacement_terms: Option<Json<ReplacementsColumn>>,
+}
+
+impl std::fmt::Debug for RequestWork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The terms and replacements are the subject's identifiers.
+        f.debug_struct("RequestWork")
+            .field("org_id", &self.org_id)
+            .field("request_type", &self.request_type)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Worker {
@@ -261,16 +270,6 @@ impl Worker {
         self.pool
             .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
             .await
-    }
-
-    pub async fn request_work(&self, request_id: Uuid) -> anyhow::Result<RequestWork> {
-        sqlx::query_as(
-            "SELECT org_id, request_type, terms, replacement_terms FROM gdpr_requests WHERE id = $1",
-        )
-        .bind(request_id)
-        .fetch_one(&self.pool)
-        .await
-        .context("loading the request")
     }
 
     /// Deletes export archives past their expiry.

@@ -8,6 +8,7 @@ use rand::Rng;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use super::RequestWork;
 use crate::catalog::Outcome;
 use crate::requests::create::FINALIZE;
 use crate::requests::model::Status;
@@ -24,6 +25,9 @@ pub struct Claimed {
     pub max_attempts: i32,
     /// Why the previous attempt did not finish, if it said.
     pub last_error: Option<String>,
+    /// Its request's organization and terms.
+    #[sqlx(flatten)]
+    pub work: RequestWork,
 }
 
 /// Claims up to `limit` ready jobs: queued ones whose time has come, and running ones whose
@@ -38,7 +42,8 @@ pub struct Claimed {
 /// worker is running jobs of) come last, then the first queued job of each request, then the
 /// second, and so on; a lone request still has its jobs run side by side. The chosen jobs are then locked by their
 /// row address, and taken if still queued once locked (another worker may have taken one in
-/// between: its row has moved, or it is no longer queued).
+/// between: its row has moved, or it is no longer queued). What the jobs need of their requests
+/// comes back with them.
 pub async fn claim(
     conn: &mut PgConnection,
     worker: &str,
@@ -71,10 +76,12 @@ pub async fn claim(
         UPDATE gdpr_jobs j
             SET status = 'running', attempts = j.attempts + 1, locked_by = $1,
                 locked_until = now() + make_interval(secs => $2)
+           FROM gdpr_requests r
           WHERE j.id IN (SELECT id FROM expired
                          UNION ALL SELECT id FROM taken WHERE status = 'queued')
+            AND r.id = j.request_id
       RETURNING j.id, j.request_id, j.service, j.action, j.phase, j.attempts, j.max_attempts,
-                j.last_error",
+                j.last_error, r.org_id, r.request_type, r.terms, r.replacement_terms",
     )
     .bind(worker)
     .bind(lease.as_secs_f64())

@@ -24,7 +24,7 @@ pub struct Permanent(pub String);
 impl Worker {
     /// Runs a service job where its service lives.
     pub(super) async fn run_service_job(&self, job: &Claimed) -> anyhow::Result<()> {
-        let work = self.request_work(job.request_id).await?;
+        let work = &job.work;
         let service = self.catalog.service(&job.service).with_context(|| {
             format!(
                 "the catalog no longer has a service named {:?}",
@@ -32,7 +32,7 @@ impl Worker {
             )
         })?;
         match &service.location {
-            Location::Local => self.run_on_tables(job, &work, service, None).await,
+            Location::Local => self.run_on_tables(job, work, service, None).await,
             Location::Database(database) => {
                 if database.org_id != work.org_id {
                     return Err(Permanent(format!(
@@ -41,7 +41,7 @@ impl Worker {
                     ))
                     .into());
                 }
-                self.run_on_tables(job, &work, service, Some(database.pool()))
+                self.run_on_tables(job, work, service, Some(database.pool()))
                     .await
             }
             Location::Http(endpoint) => self.run_over_http(job, &work, service, endpoint).await,
