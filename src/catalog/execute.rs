@@ -59,6 +59,8 @@ pub struct ExecuteError {
     /// A relation the statement names does not exist (`undefined_table`): on a session's
     /// first job of a service, a working table.
     missing_table: bool,
+    /// The subject's rows the action found before the step that failed, when it got that far.
+    matched: Option<i64>,
 }
 
 fn on_table(table: Option<&str>) -> String {
@@ -70,6 +72,12 @@ impl ExecuteError {
     /// connection) rather than fail the same way.
     pub fn is_transient(&self) -> bool {
         self.transient
+    }
+
+    /// The subject's rows the action counted before it failed (`None` when it failed while
+    /// finding them).
+    pub fn matched(&self) -> Option<i64> {
+        self.matched
     }
 }
 
@@ -177,13 +185,29 @@ impl<'a> Run<'a> {
         action: Action<'_>,
     ) -> Result<Outcome, ExecuteError> {
         let counts = self.find(conn).await?;
+        let matched = counts.iter().map(|c| c.matched).sum();
+        self.act_on(conn, action, &counts)
+            .await
+            .map_err(|e| ExecuteError {
+                matched: Some(matched),
+                ..e
+            })
+    }
+
+    /// Carries out `action` on the rows [`Run::find`] found (`counts` per table).
+    async fn act_on(
+        &self,
+        conn: &mut PgConnection,
+        action: Action<'_>,
+        counts: &[Count],
+    ) -> Result<Outcome, ExecuteError> {
         let mut outcome = Outcome {
             matched: counts.iter().map(|c| c.matched).sum(),
             ..Outcome::default()
         };
         let report_retained = |outcome: &mut Outcome| {
             outcome.retained = counts.iter().map(|c| c.retained).sum();
-            outcome.retained_reason = self.retained_reason(&counts);
+            outcome.retained_reason = self.retained_reason(counts);
         };
         match action {
             Action::Summarize => report_retained(&mut outcome),
@@ -309,6 +333,7 @@ impl<'a> Run<'a> {
             message: "its foreign keys form a cycle".to_owned(),
             transient: false,
             missing_table: false,
+            matched: None,
         })
     }
 
@@ -756,6 +781,7 @@ impl<'a> Run<'a> {
                 message,
                 transient,
                 missing_table,
+                matched: None,
             }
         }
     }

@@ -44,15 +44,17 @@ impl Worker {
                 self.run_on_tables(job, work, service, Some(database.pool()))
                     .await
             }
-            Location::Http(endpoint) => self.run_over_http(job, &work, service, endpoint).await,
+            Location::Http(endpoint) => self.run_over_http(job, work, service, endpoint).await,
         }
     }
 
-    /// A service of tables: search (count what it will touch), then act, each in one
-    /// transaction. In gdprd's own database the job's bookkeeping commits in the same
-    /// transaction, which is what makes running a job twice safe. In an external database the
-    /// service's transaction commits first and the bookkeeping right after; should the second
-    /// fail, the job runs again and finds the rows already erased or rewritten.
+    /// A service of tables. In gdprd's own database the job is one transaction: the action
+    /// counts the subject's rows before it acts, and the job's bookkeeping commits with its
+    /// work, which is what makes running a job twice safe (should the action fail, the count
+    /// is still recorded with the failure). In an external database the job searches first
+    /// (counting what it will touch, recorded at once), then acts: the service's transaction
+    /// commits first and the bookkeeping right after; should the second fail, the job runs
+    /// again and finds the rows already erased or rewritten.
     async fn run_on_tables(
         &self,
         job: &Claimed,
@@ -71,7 +73,7 @@ impl Worker {
             }
         };
 
-        if job.phase == "search" {
+        if job.phase == "search" && external.is_some() {
             let mut data = begin_data().await?;
             let found = catalog::execute(
                 &mut data,
@@ -109,8 +111,22 @@ impl Worker {
             other => anyhow::bail!("unknown job action {other:?}"),
         };
         let mut data = begin_data().await?;
-        let outcome =
-            catalog::execute(&mut data, service, work.org_id, &work.terms.0, action, key).await?;
+        let executed =
+            catalog::execute(&mut data, service, work.org_id, &work.terms.0, action, key).await;
+        let outcome = match (executed, &external) {
+            (Ok(outcome), _) => outcome,
+            (Err(e), None) => {
+                // What the action counted before it failed goes on the job with the failure.
+                if let Some(matched) = e.matched()
+                    && queue::searched(&mut data, job.id, &self.id, matched).await?
+                {
+                    queue::refresh_status(&mut data, job.request_id).await?;
+                    data.commit().await?;
+                }
+                return Err(e.into());
+            }
+            (Err(e), Some(_)) => return Err(e.into()),
+        };
         match external {
             None => {
                 if !queue::complete(&mut data, job.id, Some(&self.id), &outcome).await? {
