@@ -221,28 +221,39 @@ pub async fn await_callback(
 /// After a service job reached a terminal state: when it was the request's last one, the
 /// finalize job becomes ready. The request row is locked so that two workers finishing the last
 /// two jobs at once cannot both miss it.
+///
+/// After the lock (which reads the request's status), one statement releases the finalize job
+/// (waking the workers) and reads the request's jobs, the released one as queued (a statement
+/// does not see its own changes); the request is written only when its status changes.
 pub async fn after_service_job(conn: &mut PgConnection, request_id: Uuid) -> sqlx::Result<()> {
-    sqlx::query("SELECT id FROM gdpr_requests WHERE id = $1 FOR UPDATE")
-        .bind(request_id)
-        .execute(&mut *conn)
-        .await?;
-    let released = sqlx::query(
-        "UPDATE gdpr_jobs SET status = 'queued', run_at = now()
-          WHERE request_id = $1 AND service = $2 AND status = 'waiting'
-            AND NOT EXISTS (SELECT 1 FROM gdpr_jobs
-                             WHERE request_id = $1 AND service <> $2
-                               AND status NOT IN ('completed', 'error'))",
+    let current: String =
+        sqlx::query_scalar("SELECT status FROM gdpr_requests WHERE id = $1 FOR UPDATE")
+            .bind(request_id)
+            .fetch_one(&mut *conn)
+            .await?;
+    let jobs: Vec<JobState> = sqlx::query_as(
+        "WITH released AS (
+            UPDATE gdpr_jobs SET status = 'queued', run_at = now()
+             WHERE request_id = $1 AND service = $2 AND status = 'waiting'
+               AND NOT EXISTS (SELECT 1 FROM gdpr_jobs
+                                WHERE request_id = $1 AND service <> $2
+                                  AND status NOT IN ('completed', 'error'))
+         RETURNING id, pg_notify('gdpr_jobs', '') AS woken)
+         SELECT j.service, j.action,
+                CASE WHEN r.id IS NULL THEN j.status ELSE 'queued' END AS status,
+                j.phase, j.attempts
+           FROM gdpr_jobs j LEFT JOIN released r ON r.id = j.id
+          WHERE j.request_id = $1",
     )
     .bind(request_id)
     .bind(FINALIZE)
-    .execute(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
-    if released.rows_affected() > 0 {
-        sqlx::query("SELECT pg_notify('gdpr_jobs', '')")
-            .execute(&mut *conn)
-            .await?;
+    // The row is locked: its status is the one to compare with.
+    if derive(&jobs).as_str() == current {
+        return Ok(());
     }
-    refresh_status(conn, request_id).await
+    set_status(conn, request_id, &jobs).await
 }
 
 #[derive(sqlx::FromRow)]
@@ -263,7 +274,16 @@ pub async fn refresh_status(conn: &mut PgConnection, request_id: Uuid) -> sqlx::
     .bind(request_id)
     .fetch_all(&mut *conn)
     .await?;
-    let status = derive(&jobs);
+    set_status(conn, request_id, &jobs).await
+}
+
+/// Sets a request's status from `jobs`, its jobs as they are now (see [`refresh_status`]).
+async fn set_status(
+    conn: &mut PgConnection,
+    request_id: Uuid,
+    jobs: &[JobState],
+) -> sqlx::Result<()> {
+    let status = derive(jobs);
     let parent: Option<Option<Uuid>> = sqlx::query_scalar(
         "UPDATE gdpr_requests SET status = $2, updated_at = now()
           WHERE id = $1 AND status NOT IN ('COMPLETED', 'ERROR') AND status <> $2
