@@ -132,7 +132,8 @@ impl ServeArgs {
 /// Settings of the worker.
 #[derive(Debug, Clone, Args)]
 pub struct WorkerSettings {
-    /// Jobs one worker runs at once.
+    /// Units of work one worker runs at once: a job, or a request's jobs on gdprd's own tables
+    /// together.
     #[arg(long, env = "GDPRD_WORKER_CONCURRENCY", default_value_t = 4)]
     pub concurrency: usize,
 

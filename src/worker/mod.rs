@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, Location};
 use crate::config::WorkerSettings;
 use crate::index::Normalizer;
 use crate::outbound::Outbound;
@@ -40,6 +40,9 @@ pub struct Worker {
     pub outbound: Outbound,
     /// Names this worker's leases.
     pub id: String,
+    /// The services of tables in gdprd's own database: a request's jobs of these run together,
+    /// in one transaction (see [`queue::claim`]).
+    together: Arc<[String]>,
 }
 
 /// What a job needs to know of its request (read by the claim that takes the job).
@@ -70,7 +73,14 @@ impl Worker {
         settings: WorkerSettings,
     ) -> Worker {
         let id = format!("{}-{}", std::process::id(), Uuid::new_v4().simple());
+        let together = catalog
+            .services
+            .iter()
+            .filter(|s| matches!(s.location, Location::Local))
+            .map(|s| s.name.clone())
+            .collect();
         Worker {
+            together,
             outbound: Outbound::new(settings.outbound.clone()),
             pool,
             catalog,
@@ -84,8 +94,9 @@ impl Worker {
     /// Works until `stop` is cancelled; then finishes the jobs in hand and returns. Wakes on
     /// NOTIFY, and polls as a fallback (and to take over jobs whose lease expired).
     ///
-    /// Up to `concurrency` jobs run at once, and a slot that frees is filled at once: a slow
-    /// job (an export archive, a finalization, an HTTP service) holds back no other.
+    /// Up to `concurrency` units of work run at once — a job, or a request's jobs on gdprd's
+    /// own tables together — and a slot that frees is filled at once: a slow job (an export
+    /// archive, a finalization, an HTTP service) holds back no other.
     pub async fn run(self, stop: CancellationToken) {
         tracing::info!(worker = %self.id, "worker started");
         let deliveries = tokio::spawn(notify::run(self.clone(), stop.clone()));
@@ -93,7 +104,7 @@ impl Worker {
         let poll = Duration::from_millis(self.settings.poll_interval_ms);
         let slots = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
         let mut in_flight = JoinSet::new();
-        // The requests of the jobs in flight, once per job.
+        // The requests of the units in flight, once per unit.
         let busy: Arc<Mutex<Vec<Uuid>>> = Arc::default();
         while !stop.is_cancelled() {
             let first = tokio::select! {
@@ -127,7 +138,7 @@ impl Worker {
                 continue;
             }
             let mut permit = Some(first);
-            for job in claimed {
+            for unit in self.units(claimed) {
                 let held = match permit.take() {
                     Some(p) => p,
                     None => match slots.clone().try_acquire_owned() {
@@ -138,12 +149,12 @@ impl Worker {
                 };
                 let worker = self.clone();
                 let busy = busy.clone();
-                let request = job.request_id;
+                let request = unit[0].request_id;
                 if let Ok(mut b) = busy.lock() {
                     b.push(request);
                 }
                 in_flight.spawn(async move {
-                    worker.process(job).await;
+                    worker.process_unit(unit).await;
                     if let Ok(mut b) = busy.lock()
                         && let Some(i) = b.iter().position(|r| *r == request)
                     {
@@ -183,8 +194,45 @@ impl Worker {
     pub async fn step(&self) -> anyhow::Result<usize> {
         let claimed = self.claim(self.settings.concurrency, &[]).await?;
         let n = claimed.len();
-        join_all(claimed.into_iter().map(|job| self.process(job))).await;
+        join_all(
+            self.units(claimed)
+                .into_iter()
+                .map(|unit| self.process_unit(unit)),
+        )
+        .await;
         Ok(n)
+    }
+
+    /// Claimed jobs as units of work (never more units than the claim was for): the jobs of a
+    /// request on gdprd's own tables together, every other job alone.
+    fn units(&self, claimed: Vec<Claimed>) -> Vec<Vec<Claimed>> {
+        let mut units: Vec<Vec<Claimed>> = Vec::new();
+        for job in claimed {
+            let together = self.together.contains(&job.service);
+            let unit = units.iter_mut().find(|u| {
+                together
+                    && u[0].request_id == job.request_id
+                    && self.together.contains(&u[0].service)
+            });
+            match unit {
+                Some(unit) => unit.push(job),
+                None => units.push(vec![job]),
+            }
+        }
+        // In the same order everywhere, so that two units touching the same rows take their
+        // locks in the same order.
+        for unit in &mut units {
+            unit.sort_by(|a, b| a.service.cmp(&b.service));
+        }
+        units
+    }
+
+    async fn process_unit(&self, unit: Vec<Claimed>) {
+        if self.together.contains(&unit[0].service) {
+            self.process_together(unit).await;
+        } else {
+            join_all(unit.into_iter().map(|job| self.process(job))).await;
+        }
     }
 
     /// Claims up to `limit` jobs, those of the `busy` requests last (see [`queue::claim`]).
@@ -200,7 +248,8 @@ impl Worker {
                  SET LOCAL plan_cache_mode = force_generic_plan",
             )
             .await?;
-        let claimed = queue::claim(&mut tx, &self.id, lease, limit as i64, busy).await?;
+        let claimed =
+            queue::claim(&mut tx, &self.id, lease, limit as i64, busy, &self.together).await?;
         tx.commit().await?;
         Ok(claimed)
     }
@@ -229,22 +278,11 @@ impl Worker {
         }
     }
 
+    /// Records a failed attempt of `job` in its own transaction.
     async fn record_failure(&self, job: &Claimed, error: &anyhow::Error) {
-        let message = format!("{error:#}");
-        tracing::warn!(
-            request_id = %job.request_id, service = %job.service, attempt = job.attempts,
-            error = %message, "job failed"
-        );
-        let delay = queue::backoff(
-            job.attempts,
-            Duration::from_millis(self.settings.retry_base_ms),
-            Duration::from_millis(self.settings.retry_max_ms),
-        );
         let result: anyhow::Result<()> = async {
             let mut tx = self.begin().await?;
-            let permanent = error.downcast_ref::<service::Permanent>().is_some();
-            let gave_up =
-                queue::fail(&mut tx, job.id, Some(&self.id), &message, delay, permanent).await?;
+            let gave_up = self.fail_job(&mut tx, job, error).await?;
             if gave_up && job.service != FINALIZE {
                 queue::after_service_job(&mut tx, job.request_id).await?;
             }
@@ -256,6 +294,28 @@ impl Worker {
             // The lease runs out and another attempt follows: nothing is lost.
             tracing::warn!(error = %format!("{e:#}"), "recording a job failure failed");
         }
+    }
+
+    /// Logs a failed attempt and queues the job again after its backoff, or fails it for good
+    /// (see [`queue::fail`]). Returns whether it failed for good.
+    async fn fail_job(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        job: &Claimed,
+        error: &anyhow::Error,
+    ) -> sqlx::Result<bool> {
+        let message = format!("{error:#}");
+        tracing::warn!(
+            request_id = %job.request_id, service = %job.service, attempt = job.attempts,
+            error = %message, "job failed"
+        );
+        let delay = queue::backoff(
+            job.attempts,
+            Duration::from_millis(self.settings.retry_base_ms),
+            Duration::from_millis(self.settings.retry_max_ms),
+        );
+        let permanent = error.downcast_ref::<service::Permanent>().is_some();
+        queue::fail(conn, job.id, Some(&self.id), &message, delay, permanent).await
     }
 
     /// A transaction of the worker's own bookkeeping (and of work in gdprd's database). It

@@ -30,26 +30,31 @@ pub struct Claimed {
     pub work: RequestWork,
 }
 
-/// Claims up to `limit` ready jobs: queued ones whose time has come, and running ones whose
-/// lease has expired (their worker died).
+/// Claims ready jobs for up to `limit` units of work: queued jobs whose time has come, and
+/// running ones whose lease has expired (their worker died), each expired job a unit of its own.
+/// The queued jobs of one request whose service is among `together` (the services of tables in
+/// gdprd's own database) form one unit: the worker runs them in one transaction. Every other
+/// queued job is a unit of its own.
 ///
 /// Each kind is read through its own partial index in `run_at` or lease order, so that a scan
 /// stops after the first rows it needs and marks the index entries of finished jobs dead as it
 /// passes them (one bitmap scan over both indexes, as before, re-read every job finished since
-/// the last vacuum: 0.54 ms a claim under load). Among the oldest ready jobs, those of different
-/// requests go first: jobs of one request all update that request's row as they finish, and
-/// several of them at once only wait for one another. So the jobs of `busy` requests (those the
-/// worker is running jobs of) come last, then the first queued job of each request, then the
-/// second, and so on; a lone request still has its jobs run side by side. The chosen jobs are then locked by their
-/// row address, and taken if still queued once locked (another worker may have taken one in
-/// between: its row has moved, or it is no longer queued). What the jobs need of their requests
-/// comes back with them.
+/// the last vacuum: 0.54 ms a claim under load). Among the oldest ready units, those of
+/// different requests go first: jobs of one request all update that request's row as they
+/// finish, and several of them at once only wait for one another. So the units of `busy`
+/// requests (those the worker is running jobs of) come last, then the first queued unit of each
+/// request, then the second, and so on. The chosen jobs are then locked by their row address,
+/// and taken if still queued once locked (another worker may have taken one in between: its row
+/// has moved, or it is no longer queued). What the jobs need of their requests comes back with
+/// them, and a request of which no job had started is now `SEARCHING` (a unit's work commits at
+/// once, so this is the status shown while it runs).
 pub async fn claim(
     conn: &mut PgConnection,
     worker: &str,
     lease: Duration,
     limit: i64,
     busy: &[Uuid],
+    together: &[String],
 ) -> sqlx::Result<Vec<Claimed>> {
     sqlx::query_as(
         "WITH expired AS (
@@ -59,34 +64,47 @@ pub async fn claim(
                  LIMIT $3
                    FOR UPDATE SKIP LOCKED),
               ready AS (
-                SELECT ctid, request_id, run_at, id FROM gdpr_jobs
+                SELECT ctid, request_id, run_at,
+                       CASE WHEN service = ANY ($5) THEN request_id ELSE id END AS unit
+                  FROM gdpr_jobs
                  WHERE status = 'queued' AND run_at <= now()
                  ORDER BY run_at
                  LIMIT $3 * 8),
-              spread AS (
-                SELECT ctid FROM ready
+              units AS (
+                SELECT unit, request_id, min(run_at) AS run_at FROM ready
+                 GROUP BY unit, request_id),
+              chosen AS (
+                SELECT unit FROM units
                  ORDER BY request_id = ANY ($4),
-                          row_number() OVER (PARTITION BY request_id ORDER BY run_at, id),
+                          row_number() OVER (PARTITION BY request_id ORDER BY run_at, unit),
                           run_at
                  LIMIT greatest($3 - (SELECT count(*) FROM expired), 0)),
               taken AS (
                 SELECT id, status FROM gdpr_jobs
-                 WHERE ctid = ANY (ARRAY(SELECT ctid FROM spread))
-                   FOR UPDATE SKIP LOCKED)
-        UPDATE gdpr_jobs j
-            SET status = 'running', attempts = j.attempts + 1, locked_by = $1,
-                locked_until = now() + make_interval(secs => $2)
-           FROM gdpr_requests r
-          WHERE j.id IN (SELECT id FROM expired
-                         UNION ALL SELECT id FROM taken WHERE status = 'queued')
-            AND r.id = j.request_id
-      RETURNING j.id, j.request_id, j.service, j.action, j.phase, j.attempts, j.max_attempts,
-                j.last_error, r.org_id, r.request_type, r.terms, r.replacement_terms",
+                 WHERE ctid = ANY (ARRAY(SELECT ctid FROM ready
+                                          WHERE unit IN (SELECT unit FROM chosen)))
+                   FOR UPDATE SKIP LOCKED),
+              claimed AS (
+                UPDATE gdpr_jobs j
+                   SET status = 'running', attempts = j.attempts + 1, locked_by = $1,
+                       locked_until = now() + make_interval(secs => $2)
+                  FROM gdpr_requests r
+                 WHERE j.id IN (SELECT id FROM expired
+                                UNION ALL SELECT id FROM taken WHERE status = 'queued')
+                   AND r.id = j.request_id
+             RETURNING j.id, j.request_id, j.service, j.action, j.phase, j.attempts,
+                       j.max_attempts, j.last_error, r.org_id, r.request_type, r.terms,
+                       r.replacement_terms),
+              started AS (
+                UPDATE gdpr_requests SET status = 'SEARCHING', updated_at = now()
+                 WHERE id IN (SELECT request_id FROM claimed) AND status = 'INITIATED')
+        SELECT * FROM claimed",
     )
     .bind(worker)
     .bind(lease.as_secs_f64())
     .bind(limit)
     .bind(busy)
+    .bind(together)
     .fetch_all(conn)
     .await
 }
@@ -432,10 +450,27 @@ mod tests {
     }
 
     async fn claim_some(pool: &PgPool, limit: i64, busy: &[Uuid]) -> Vec<Claimed> {
+        claim_units(pool, limit, busy, &[]).await
+    }
+
+    async fn claim_units(
+        pool: &PgPool,
+        limit: i64,
+        busy: &[Uuid],
+        together: &[&str],
+    ) -> Vec<Claimed> {
         let mut conn = pool.acquire().await.unwrap();
-        claim(&mut conn, "w", Duration::from_secs(60), limit, busy)
-            .await
-            .unwrap()
+        let together: Vec<String> = together.iter().map(|s| (*s).to_owned()).collect();
+        claim(
+            &mut conn,
+            "w",
+            Duration::from_secs(60),
+            limit,
+            busy,
+            &together,
+        )
+        .await
+        .unwrap()
     }
 
     #[sqlx::test]
@@ -488,6 +523,43 @@ mod tests {
         let third = claim_some(&pool, 5, &[request(1)]).await;
         assert_eq!(requests(&third), [request(1), request(2), request(2)]);
         assert!(claim_some(&pool, 5, &[]).await.is_empty());
+    }
+
+    #[sqlx::test]
+    async fn a_claim_takes_a_requests_jobs_of_services_run_together_as_one_unit(pool: PgPool) {
+        sqlx::raw_sql(QUEUE).execute(&pool).await.unwrap();
+        let requests = |jobs: &[Claimed]| {
+            let mut r: Vec<(Uuid, String)> = jobs
+                .iter()
+                .map(|j| (j.request_id, j.service.clone()))
+                .collect();
+            r.sort();
+            r
+        };
+        let all = |n: u8, services: &[&str]| -> Vec<(Uuid, String)> {
+            services
+                .iter()
+                .map(|s| (request(n), (*s).to_owned()))
+                .collect()
+        };
+        // The two expired jobs are two units; the third is request 1's s1 and s2 together.
+        // Its s3 runs apart.
+        let first = claim_units(&pool, 3, &[], &["s1", "s2"]).await;
+        let mut expected = all(1, &["s1", "s2"]);
+        expected.extend(all(4, &["s1", "s2"]));
+        assert_eq!(requests(&first), expected);
+        // Request 1 is busy: its s3 goes last, after the units of requests 2 and 3.
+        let second = claim_units(&pool, 2, &[request(1)], &["s1", "s2"]).await;
+        let mut expected = all(2, &["s1", "s2"]);
+        expected.extend(all(3, &["s1", "s2"]));
+        assert_eq!(requests(&second), expected);
+        // The rest, one unit each.
+        let rest = claim_units(&pool, 5, &[], &["s1", "s2"]).await;
+        let mut expected = all(1, &["s3"]);
+        expected.extend(all(2, &["s3"]));
+        expected.extend(all(3, &["s3"]));
+        assert_eq!(requests(&rest), expected);
+        assert!(claim_units(&pool, 5, &[], &["s1", "s2"]).await.is_empty());
     }
 
     #[test]

@@ -6,12 +6,12 @@
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::queue::{self, Claimed};
 use super::{RequestWork, Worker};
-use crate::catalog::{self, Action, HttpEndpoint, Location, Outcome, Service};
+use crate::catalog::{self, Action, ExecuteError, HttpEndpoint, Location, Outcome, Service};
 use crate::outbound::{self, CallError};
 use crate::requests::terms::TermKind;
 
@@ -32,7 +32,7 @@ impl Worker {
             )
         })?;
         match &service.location {
-            Location::Local => self.run_on_tables(job, work, service, None).await,
+            Location::Local => self.run_together(std::slice::from_ref(job)).await,
             Location::Database(database) => {
                 if database.org_id != work.org_id {
                     return Err(Permanent(format!(
@@ -41,63 +41,81 @@ impl Worker {
                     ))
                     .into());
                 }
-                self.run_on_tables(job, work, service, Some(database.pool()))
+                self.run_on_external_tables(job, work, service, database.pool())
                     .await
             }
             Location::Http(endpoint) => self.run_over_http(job, work, service, endpoint).await,
         }
     }
 
-    /// A service of tables. In gdprd's own database the job is one transaction: the action
-    /// counts the subject's rows before it acts, and the job's bookkeeping commits with its
-    /// work, which is what makes running a job twice safe (should the action fail, the count
-    /// is still recorded with the failure). In an external database the job searches first
-    /// (counting what it will touch, recorded at once), then acts: the service's transaction
-    /// commits first and the bookkeeping right after; should the second fail, the job runs
-    /// again and finds the rows already erased or rewritten.
-    async fn run_on_tables(
-        &self,
-        job: &Claimed,
-        work: &RequestWork,
-        service: &Service,
-        external: Option<PgPool>,
-    ) -> anyhow::Result<()> {
-        let key = self.key.bytes();
-        let data_pool = external.as_ref().unwrap_or(&self.pool);
-        // In gdprd's own database the service's work and the job's bookkeeping share one
-        // transaction, which may then commit asynchronously (see `Worker::begin`).
-        let begin_data = || async {
-            match external {
-                None => self.begin().await,
-                Some(_) => data_pool.begin().await,
-            }
-        };
-
-        if job.phase == "search" && external.is_some() {
-            let mut data = begin_data().await?;
-            let found = catalog::execute(
-                &mut data,
-                service,
-                work.org_id,
-                &work.terms.0,
-                Action::Summarize,
-                key,
-            )
-            .await?;
-            let mut own = match external {
-                None => data,
-                Some(_) => {
-                    data.rollback().await?;
-                    self.begin().await?
-                }
-            };
-            if !queue::searched(&mut own, job.id, &self.id, found.matched).await? {
-                return Ok(());
-            }
-            queue::refresh_status(&mut own, job.request_id).await?;
-            own.commit().await?;
+    /// A request's jobs on tables in gdprd's own database (one unit of [`Worker::units`]):
+    /// run together in one transaction, see [`Worker::run_together`]. Jobs that used up their
+    /// attempts fail without running.
+    pub(super) async fn process_together(&self, jobs: Vec<Claimed>) {
+        let (spent, jobs): (Vec<Claimed>, Vec<Claimed>) =
+            jobs.into_iter().partition(|j| j.attempts > j.max_attempts);
+        for job in spent {
+            self.process(job).await;
         }
+        if let Err(e) = self.run_together(&jobs).await {
+            // Nothing of the transaction stayed: each job failed this attempt.
+            for job in &jobs {
+                self.record_failure(job, &e).await;
+            }
+        }
+    }
 
+    /// Runs jobs of one request on tables in gdprd's own database in one transaction, each
+    /// action in its own savepoint (see [`catalog::execute`]), with their bookkeeping: running a
+    /// job twice is then safe, and a job that fails leaves the others' work to commit. Each
+    /// action counts the subject's rows before it acts; when it fails, the count is recorded
+    /// with the failure. `Err` is a failure of the transaction itself.
+    pub(super) async fn run_together(&self, jobs: &[Claimed]) -> anyhow::Result<()> {
+        let Some(first) = jobs.first() else {
+            return Ok(());
+        };
+        let mut tx = self.begin().await?;
+        let (mut finished, mut searched) = (false, false);
+        for job in jobs {
+            let started = std::time::Instant::now();
+            match self.act(&mut tx, job).await {
+                Ok(outcome) => {
+                    if queue::complete(&mut tx, job.id, Some(&self.id), &outcome).await? {
+                        finished = true;
+                        tracing::info!(
+                            request_id = %job.request_id, service = %job.service,
+                            action = %job.action, attempt = job.attempts,
+                            ms = started.elapsed().as_millis() as u64, "job done"
+                        );
+                    }
+                }
+                Err(e) => {
+                    let matched = e.downcast_ref::<ExecuteError>().and_then(|e| e.matched());
+                    if let Some(matched) = matched {
+                        searched |= queue::searched(&mut tx, job.id, &self.id, matched).await?;
+                    }
+                    finished |= self.fail_job(&mut tx, job, &e).await?;
+                }
+            }
+        }
+        if finished {
+            queue::after_service_job(&mut tx, first.request_id).await?;
+        } else if searched {
+            queue::refresh_status(&mut tx, first.request_id).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Carries out a job's action on its service's tables in `conn`'s database.
+    async fn act(&self, conn: &mut PgConnection, job: &Claimed) -> anyhow::Result<Outcome> {
+        let service = self.catalog.service(&job.service).with_context(|| {
+            format!(
+                "the catalog no longer has a service named {:?}",
+                job.service
+            )
+        })?;
+        let work = &job.work;
         let replacements = work
             .replacement_terms
             .as_ref()
@@ -110,42 +128,50 @@ impl Worker {
             "delete" | "anonymize" => Action::Erase,
             other => anyhow::bail!("unknown job action {other:?}"),
         };
-        let mut data = begin_data().await?;
-        let executed =
-            catalog::execute(&mut data, service, work.org_id, &work.terms.0, action, key).await;
-        let outcome = match (executed, &external) {
-            (Ok(outcome), _) => outcome,
-            (Err(e), None) => {
-                // What the action counted before it failed goes on the job with the failure.
-                if let Some(matched) = e.matched()
-                    && queue::searched(&mut data, job.id, &self.id, matched).await?
-                {
-                    queue::refresh_status(&mut data, job.request_id).await?;
-                    data.commit().await?;
-                }
-                return Err(e.into());
+        let key = self.key.bytes();
+        Ok(catalog::execute(conn, service, work.org_id, &work.terms.0, action, key).await?)
+    }
+
+    /// A service of tables in an external database: the job searches first (counting what it
+    /// will touch, recorded at once), then acts. The service's transaction commits first and
+    /// the bookkeeping right after; should the second fail, the job runs again and finds the
+    /// rows already erased or rewritten.
+    async fn run_on_external_tables(
+        &self,
+        job: &Claimed,
+        work: &RequestWork,
+        service: &Service,
+        data_pool: PgPool,
+    ) -> anyhow::Result<()> {
+        if job.phase == "search" {
+            let mut data = data_pool.begin().await?;
+            let found = catalog::execute(
+                &mut data,
+                service,
+                work.org_id,
+                &work.terms.0,
+                Action::Summarize,
+                self.key.bytes(),
+            )
+            .await?;
+            data.rollback().await?;
+            let mut own = self.begin().await?;
+            if !queue::searched(&mut own, job.id, &self.id, found.matched).await? {
+                return Ok(());
             }
-            (Err(e), Some(_)) => return Err(e.into()),
-        };
-        match external {
-            None => {
-                if !queue::complete(&mut data, job.id, Some(&self.id), &outcome).await? {
-                    return Ok(());
-                }
-                queue::after_service_job(&mut data, job.request_id).await?;
-                data.commit().await?;
-            }
-            Some(_) => {
-                let mut own = self.begin().await?;
-                if !queue::complete(&mut own, job.id, Some(&self.id), &outcome).await? {
-                    data.rollback().await?;
-                    return Ok(());
-                }
-                queue::after_service_job(&mut own, job.request_id).await?;
-                data.commit().await?;
-                own.commit().await?;
-            }
+            queue::refresh_status(&mut own, job.request_id).await?;
+            own.commit().await?;
         }
+        let mut data = data_pool.begin().await?;
+        let outcome = self.act(&mut data, job).await?;
+        let mut own = self.begin().await?;
+        if !queue::complete(&mut own, job.id, Some(&self.id), &outcome).await? {
+            data.rollback().await?;
+            return Ok(());
+        }
+        queue::after_service_job(&mut own, job.request_id).await?;
+        data.commit().await?;
+        own.commit().await?;
         Ok(())
     }
 

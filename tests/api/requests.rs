@@ -585,6 +585,17 @@ async fn a_job_that_fails_twice_then_succeeds_completes(pool: PgPool) {
     assert_eq!(consent["status"], "COMPLETED");
     assert!(consent["anonymized"].as_i64().unwrap() >= 1);
     assert!(consent.get("error").is_none());
+    // The request's other jobs ran in the same transaction as consent's first attempt; its
+    // failure left their work to commit, so none of them ran twice.
+    for other in done["jobs"].as_array().unwrap() {
+        if other["service"] != "consent" {
+            assert_eq!(
+                (&other["status"], &other["attempts"]),
+                (&json!("COMPLETED"), &json!(1)),
+                "{other}"
+            );
+        }
+    }
 }
 
 #[sqlx::test]
