@@ -185,28 +185,52 @@ pub async fn complete(
     holder: Option<&str>,
     outcome: &Outcome,
 ) -> sqlx::Result<bool> {
-    let held = sqlx::query(
-        "UPDATE gdpr_jobs
-            SET status = 'completed', phase = 'act', matched = $3, deleted = $4,
-                anonymized = $5, updated = $6, retained = $7, retained_reason = $8,
-                result = $9, last_error = NULL, locked_by = NULL, locked_until = NULL,
-                completed_at = now()
-          WHERE id = $1
-            AND (($2::text IS NULL AND status IN ('running', 'queued'))
-                 OR (locked_by = $2 AND status = 'running'))",
+    let done = complete_all(conn, holder, &[(job_id, outcome)]).await?;
+    Ok(!done.is_empty())
+}
+
+/// Completes several service jobs at once (see [`complete`]): one statement. Returns the jobs
+/// `holder` still held, which are the ones completed.
+pub async fn complete_all(
+    conn: &mut PgConnection,
+    holder: Option<&str>,
+    jobs: &[(Uuid, &Outcome)],
+) -> sqlx::Result<Vec<Uuid>> {
+    let column = |f: fn(&Outcome) -> i64| jobs.iter().map(|(_, o)| f(o)).collect::<Vec<i64>>();
+    let ids: Vec<Uuid> = jobs.iter().map(|(id, _)| *id).collect();
+    let reasons: Vec<Option<&str>> = jobs
+        .iter()
+        .map(|(_, o)| o.retained_reason.as_deref())
+        .collect();
+    let results: Vec<Option<sqlx::types::Json<&serde_json::Value>>> = jobs
+        .iter()
+        .map(|(_, o)| o.export.as_ref().map(sqlx::types::Json))
+        .collect();
+    sqlx::query_scalar(
+        "UPDATE gdpr_jobs j
+            SET status = 'completed', phase = 'act', matched = o.matched, deleted = o.deleted,
+                anonymized = o.anonymized, updated = o.updated, retained = o.retained,
+                retained_reason = o.retained_reason, result = o.result, last_error = NULL,
+                locked_by = NULL, locked_until = NULL, completed_at = now()
+           FROM unnest($2::uuid[], $3::int8[], $4::int8[], $5::int8[], $6::int8[], $7::int8[],
+                       $8::text[], $9::jsonb[])
+                AS o(id, matched, deleted, anonymized, updated, retained, retained_reason, result)
+          WHERE j.id = o.id
+            AND (($1::text IS NULL AND j.status IN ('running', 'queued'))
+                 OR (j.locked_by = $1 AND j.status = 'running'))
+      RETURNING j.id",
     )
-    .bind(job_id)
     .bind(holder)
-    .bind(outcome.matched)
-    .bind(outcome.deleted)
-    .bind(outcome.anonymized)
-    .bind(outcome.updated)
-    .bind(outcome.retained)
-    .bind(&outcome.retained_reason)
-    .bind(outcome.export.as_ref().map(sqlx::types::Json))
-    .execute(conn)
-    .await?;
-    Ok(held.rows_affected() > 0)
+    .bind(&ids)
+    .bind(column(|o| o.matched))
+    .bind(column(|o| o.deleted))
+    .bind(column(|o| o.anonymized))
+    .bind(column(|o| o.updated))
+    .bind(column(|o| o.retained))
+    .bind(&reasons)
+    .bind(&results)
+    .fetch_all(conn)
+    .await
 }
 
 /// The holder of a job that an HTTP data service accepted (202) and will answer by callback.

@@ -76,19 +76,11 @@ impl Worker {
         };
         let mut tx = self.begin().await?;
         let (mut finished, mut searched) = (false, false);
+        let mut done = Vec::with_capacity(jobs.len());
         for job in jobs {
             let started = std::time::Instant::now();
             match self.act(&mut tx, job).await {
-                Ok(outcome) => {
-                    if queue::complete(&mut tx, job.id, Some(&self.id), &outcome).await? {
-                        finished = true;
-                        tracing::info!(
-                            request_id = %job.request_id, service = %job.service,
-                            action = %job.action, attempt = job.attempts,
-                            ms = started.elapsed().as_millis() as u64, "job done"
-                        );
-                    }
-                }
+                Ok(outcome) => done.push((job, outcome, started.elapsed())),
                 Err(e) => {
                     let matched = e.downcast_ref::<ExecuteError>().and_then(|e| e.matched());
                     if let Some(matched) = matched {
@@ -98,12 +90,24 @@ impl Worker {
                 }
             }
         }
+        let mut completed = Vec::new();
+        if !done.is_empty() {
+            let outcomes: Vec<(Uuid, &Outcome)> = done.iter().map(|(j, o, _)| (j.id, o)).collect();
+            completed = queue::complete_all(&mut tx, Some(&self.id), &outcomes).await?;
+            finished |= !completed.is_empty();
+        }
         if finished {
             queue::after_service_job(&mut tx, first.request_id).await?;
         } else if searched {
             queue::refresh_status(&mut tx, first.request_id).await?;
         }
         tx.commit().await?;
+        for (job, _, took) in done.iter().filter(|(j, _, _)| completed.contains(&j.id)) {
+            tracing::info!(
+                request_id = %job.request_id, service = %job.service, action = %job.action,
+                attempt = job.attempts, ms = took.as_millis() as u64, "job done"
+            );
+        }
         Ok(())
     }
 
