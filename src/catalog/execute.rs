@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgRow;
-use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
+use sqlx::{AssertSqlSafe, PgConnection, Row};
 use uuid::Uuid;
 
 use super::spelling::{REDACTED, Spellings};
@@ -139,25 +139,33 @@ impl<'a> Run<'a> {
         action: Action<'_>,
         prepare: bool,
     ) -> Result<Outcome, ExecuteError> {
-        let mut tx = conn
-            .begin()
+        // One round trip opens the savepoint and has the executor's statements planned
+        // generically: they are key lookups whose plan does not depend on the values (see
+        // `Binds::query`), so they are planned once per connection, not five times before
+        // PostgreSQL would consider a generic plan on its own. (The setting lasts until the
+        // caller's transaction ends; the worker's bookkeeping after it is lookups by key too.)
+        sqlx::raw_sql("SAVEPOINT gdpr_execute; SET LOCAL plan_cache_mode = force_generic_plan")
+            .execute(&mut *conn)
             .await
             .map_err(self.fail(None, "starting a savepoint"))?;
-        if prepare {
-            self.prepare(&mut tx).await?;
+        let result = async {
+            if prepare {
+                self.prepare(conn).await?;
+            }
+            self.act(conn, action).await
         }
-        // The executor's statements are key lookups whose plan does not depend on the values
-        // (see `Binds::query`): planned once per connection, not five times before PostgreSQL
-        // would consider a generic plan on its own. (It lasts until the caller's transaction
-        // ends; the worker's bookkeeping after it is lookups by key too.)
-        plain("SET LOCAL plan_cache_mode = force_generic_plan".to_owned())
-            .execute(&mut *tx)
+        .await;
+        let end = match result {
+            Ok(_) => "RELEASE SAVEPOINT gdpr_execute",
+            Err(_) => "ROLLBACK TO SAVEPOINT gdpr_execute; RELEASE SAVEPOINT gdpr_execute",
+        };
+        let ended = sqlx::raw_sql(end)
+            .execute(&mut *conn)
             .await
-            .map_err(self.fail(None, "starting a savepoint"))?;
-        let outcome = self.act(&mut tx, action).await?;
-        tx.commit()
-            .await
-            .map_err(self.fail(None, "releasing the savepoint"))?;
+            .map_err(self.fail(None, "releasing the savepoint"));
+        // The action's own failure is the one to report.
+        let outcome = result?;
+        ended?;
         Ok(outcome)
     }
 
