@@ -25,12 +25,7 @@ impl Worker {
     /// Runs a service job where its service lives.
     pub(super) async fn run_service_job(&self, job: &Claimed) -> anyhow::Result<()> {
         let work = &job.work;
-        let service = self.catalog.service(&job.service).with_context(|| {
-            format!(
-                "the catalog no longer has a service named {:?}",
-                job.service
-            )
-        })?;
+        let service = self.service_of(job)?;
         match &service.location {
             Location::Local => self.run_together(std::slice::from_ref(job)).await,
             Location::Database(database) => {
@@ -46,6 +41,16 @@ impl Worker {
             }
             Location::Http(endpoint) => self.run_over_http(job, work, service, endpoint).await,
         }
+    }
+
+    /// The catalog's service of `job`.
+    fn service_of(&self, job: &Claimed) -> anyhow::Result<&Service> {
+        self.catalog.service(&job.service).with_context(|| {
+            format!(
+                "the catalog no longer has a service named {:?}",
+                job.service
+            )
+        })
     }
 
     /// A request's jobs on tables in gdprd's own database (one unit of [`Worker::units`]):
@@ -113,12 +118,7 @@ impl Worker {
 
     /// Carries out a job's action on its service's tables in `conn`'s database.
     async fn act(&self, conn: &mut PgConnection, job: &Claimed) -> anyhow::Result<Outcome> {
-        let service = self.catalog.service(&job.service).with_context(|| {
-            format!(
-                "the catalog no longer has a service named {:?}",
-                job.service
-            )
-        })?;
+        let service = self.service_of(job)?;
         let work = &job.work;
         let replacements = work
             .replacement_terms
