@@ -30,12 +30,23 @@ struct JobResult {
     result: Option<Json<Value>>,
 }
 
+/// Runs the finalize job `job` in a transaction of its own.
 pub async fn run(worker: &Worker, job: &Claimed) -> anyhow::Result<()> {
+    let mut tx = worker.begin().await?;
+    if finish(worker, &mut tx, job).await? {
+        tx.commit().await?;
+    }
+    Ok(())
+}
+
+/// Finalizes `job`'s request in the caller's transaction and completes `job`. Returns whether
+/// the worker still held the job: when not, another worker took it over and nothing done here
+/// may stay (the caller rolls back).
+pub async fn finish(worker: &Worker, tx: &mut PgConnection, job: &Claimed) -> anyhow::Result<bool> {
     let work = &job.work;
     let request_type = RequestType::parse(&work.request_type)
         .ok_or_else(|| anyhow::anyhow!("unknown request type {:?}", work.request_type))?;
-    let mut tx = worker.begin().await?;
-    queue::refresh_status(&mut tx, job.request_id).await?;
+    queue::refresh_status(&mut *tx, job.request_id).await?;
     let jobs: Vec<JobResult> = sqlx::query_as(
         "SELECT service, status, matched, retained, last_error, attempts, result
            FROM gdpr_jobs WHERE request_id = $1 AND service <> $2 ORDER BY service",
@@ -51,13 +62,13 @@ pub async fn run(worker: &Worker, job: &Claimed) -> anyhow::Result<()> {
         match request_type {
             RequestType::GdprGet => summary = Some(access_summary(worker, &jobs)),
             RequestType::GdprExport => {
-                store_archive(worker, &mut tx, job.request_id, &jobs).await?
+                store_archive(worker, &mut *tx, job.request_id, &jobs).await?
             }
-            RequestType::GdprUpdate => update_index(worker, &mut tx, work).await?,
+            RequestType::GdprUpdate => update_index(worker, &mut *tx, work).await?,
             RequestType::GdprDelete => {
                 let users_retained = jobs.iter().any(|j| j.retained > 0);
-                erase_from_index(&mut tx, work, users_retained).await?;
-                mask_traces(worker, &mut tx, job.request_id, work).await?;
+                erase_from_index(&mut *tx, work, users_retained).await?;
+                mask_traces(worker, &mut *tx, job.request_id, work).await?;
             }
         }
     }
@@ -102,13 +113,12 @@ pub async fn run(worker: &Worker, job: &Claimed) -> anyhow::Result<()> {
     .execute(&mut *tx)
     .await?;
     if held.rows_affected() == 0 {
-        return Ok(());
+        return Ok(false);
     }
     if let Some(Some(parent)) = parent {
-        queue::refresh_parent(&mut tx, parent).await?;
+        queue::refresh_parent(&mut *tx, parent).await?;
     }
-    tx.commit().await?;
-    Ok(())
+    Ok(true)
 }
 
 fn access_summary(worker: &Worker, jobs: &[JobResult]) -> Vec<ServiceSummary> {

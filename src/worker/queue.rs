@@ -267,7 +267,8 @@ pub async fn await_callback(
 /// After the lock (which reads the request's status), one statement releases the finalize job
 /// (waking the workers) and reads the request's jobs, the released one as queued (a statement
 /// does not see its own changes); the request is written only when its status changes.
-pub async fn after_service_job(conn: &mut PgConnection, request_id: Uuid) -> sqlx::Result<()> {
+/// Returns whether the finalize job is now ready.
+pub async fn after_service_job(conn: &mut PgConnection, request_id: Uuid) -> sqlx::Result<bool> {
     let current: String =
         sqlx::query_scalar("SELECT status FROM gdpr_requests WHERE id = $1 FOR UPDATE")
             .bind(request_id)
@@ -291,11 +292,40 @@ pub async fn after_service_job(conn: &mut PgConnection, request_id: Uuid) -> sql
     .bind(FINALIZE)
     .fetch_all(&mut *conn)
     .await?;
+    let ready = jobs
+        .iter()
+        .any(|j| j.service == FINALIZE && j.status == "queued");
     // The row is locked: its status is the one to compare with.
-    if derive(&jobs).as_str() == current {
-        return Ok(());
+    if derive(&jobs).as_str() != current {
+        set_status(conn, request_id, &jobs).await?;
     }
-    set_status(conn, request_id, &jobs).await
+    Ok(ready)
+}
+
+/// Takes the ready finalize job of a request for `worker`, as a claim would (see
+/// [`after_service_job`]); `None` when it is not ready or another worker has it.
+pub async fn take_finalize(
+    conn: &mut PgConnection,
+    request_id: Uuid,
+    worker: &str,
+    lease: Duration,
+) -> sqlx::Result<Option<Claimed>> {
+    sqlx::query_as(
+        "UPDATE gdpr_jobs j
+            SET status = 'running', attempts = j.attempts + 1, locked_by = $3,
+                locked_until = now() + make_interval(secs => $4)
+           FROM gdpr_requests r
+          WHERE j.request_id = $1 AND j.service = $2 AND j.status = 'queued'
+            AND r.id = j.request_id
+      RETURNING j.id, j.request_id, j.service, j.action, j.phase, j.attempts, j.max_attempts,
+                j.last_error, r.org_id, r.request_type, r.terms, r.replacement_terms",
+    )
+    .bind(request_id)
+    .bind(FINALIZE)
+    .bind(worker)
+    .bind(lease.as_secs_f64())
+    .fetch_optional(conn)
+    .await
 }
 
 #[derive(sqlx::FromRow)]

@@ -6,11 +6,11 @@
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::queue::{self, Claimed};
-use super::{RequestWork, Worker};
+use super::{RequestWork, Worker, finalize};
 use crate::catalog::{self, Action, ExecuteError, HttpEndpoint, Location, Outcome, Service};
 use crate::outbound::{self, CallError};
 use crate::requests::terms::TermKind;
@@ -101,8 +101,11 @@ impl Worker {
             completed = queue::complete_all(&mut tx, Some(&self.id), &outcomes).await?;
             finished |= !completed.is_empty();
         }
+        let mut finalized = None;
         if finished {
-            queue::after_service_job(&mut tx, first.request_id).await?;
+            if queue::after_service_job(&mut tx, first.request_id).await? {
+                finalized = self.finalize_now(&mut tx, first.request_id).await;
+            }
         } else if searched {
             queue::refresh_status(&mut tx, first.request_id).await?;
         }
@@ -113,7 +116,50 @@ impl Worker {
                 attempt = job.attempts, ms = took.as_millis() as u64, "job done"
             );
         }
+        if let Some((job, took)) = finalized {
+            tracing::info!(
+                request_id = %job.request_id, service = %job.service, action = %job.action,
+                attempt = job.attempts, ms = took.as_millis() as u64, "job done"
+            );
+        }
         Ok(())
+    }
+
+    /// When a unit finished its request's last service job, the request is finalized in the
+    /// unit's transaction (saving a claim and a transaction), in a savepoint: should that fail,
+    /// the finalize job stays queued for any worker, with its attempts and retries. Returns the
+    /// finalize job it ran and how long it took.
+    async fn finalize_now(
+        &self,
+        tx: &mut PgConnection,
+        request_id: Uuid,
+    ) -> Option<(Claimed, std::time::Duration)> {
+        let started = std::time::Instant::now();
+        let lease = std::time::Duration::from_secs(self.settings.lease_secs);
+        let result: anyhow::Result<Option<Claimed>> = async {
+            let mut savepoint = tx.begin().await?;
+            let Some(job) =
+                queue::take_finalize(&mut savepoint, request_id, &self.id, lease).await?
+            else {
+                return Ok(None);
+            };
+            if !finalize::finish(self, &mut savepoint, &job).await? {
+                return Ok(None);
+            }
+            savepoint.commit().await?;
+            Ok(Some(job))
+        }
+        .await;
+        match result {
+            Ok(job) => job.map(|job| (job, started.elapsed())),
+            Err(e) => {
+                tracing::warn!(
+                    %request_id, error = %format!("{e:#}"),
+                    "finalizing with the last service jobs failed; the finalize job stays queued"
+                );
+                None
+            }
+        }
     }
 
     /// Carries out a job's action on its service's tables in `conn`'s database.

@@ -599,6 +599,53 @@ async fn a_job_that_fails_twice_then_succeeds_completes(pool: PgPool) {
 }
 
 #[sqlx::test]
+async fn a_finalization_that_fails_with_the_last_service_job_is_retried_on_its_own(pool: PgPool) {
+    let (app, token) = seeded(pool).await;
+    // The first archive write fails: the finalization that runs in the transaction of the
+    // request's service jobs. Their work must stay, and the finalization run again by itself.
+    sqlx::raw_sql(
+        "CREATE SEQUENCE archive_writes;
+         CREATE FUNCTION flaky_archive() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF nextval('archive_writes') = 1 THEN RAISE EXCEPTION 'archive store briefly unavailable'; END IF;
+           RETURN NEW;
+         END $$;
+         CREATE TRIGGER flaky_archive BEFORE INSERT ON export_archives
+           FOR EACH ROW EXECUTE FUNCTION flaky_archive();",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let request = app
+        .accepted(
+            &token,
+            json!({"requestType": "GDPR_EXPORT", "subject": ana()}),
+        )
+        .await;
+    let done = app.finished(&token, request["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    assert!(done["resultsUrl"].is_string(), "{done}");
+    for job in done["jobs"].as_array().unwrap() {
+        assert_eq!(
+            (&job["status"], &job["attempts"]),
+            (&json!("COMPLETED"), &json!(1)),
+            "{job}"
+        );
+    }
+    let writes: i64 = sqlx::query_scalar("SELECT last_value FROM archive_writes")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(writes, 2, "the failed write, then the one that stayed");
+    let finalize: (String, i32) =
+        sqlx::query_as("SELECT status, attempts FROM gdpr_jobs WHERE service = '_finalize'")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(finalize, ("completed".to_owned(), 1));
+}
+
+#[sqlx::test]
 async fn concurrent_duplicate_posts_create_exactly_one_request(pool: PgPool) {
     seed(&pool, 10).await;
     let app = TestApp::spawn_without_worker(pool).await;
