@@ -155,14 +155,17 @@ impl<'a> Run<'a> {
             self.act(conn, action).await
         }
         .await;
-        let end = match result {
-            Ok(_) => "RELEASE SAVEPOINT gdpr_execute",
-            Err(_) => "ROLLBACK TO SAVEPOINT gdpr_execute; RELEASE SAVEPOINT gdpr_execute",
-        };
-        let ended = sqlx::raw_sql(end)
-            .execute(&mut *conn)
-            .await
-            .map_err(self.fail(None, "releasing the savepoint"));
+        // A savepoint whose action succeeded is left for the transaction's end to release:
+        // releasing it would be a round trip that changes nothing. (The next action's savepoint
+        // of the same name hides it, and a rollback to the name goes to the newest.)
+        if result.is_ok() {
+            return result;
+        }
+        let ended =
+            sqlx::raw_sql("ROLLBACK TO SAVEPOINT gdpr_execute; RELEASE SAVEPOINT gdpr_execute")
+                .execute(&mut *conn)
+                .await
+                .map_err(self.fail(None, "rolling back the savepoint"));
         // The action's own failure is the one to report.
         let outcome = result?;
         ended?;
@@ -237,8 +240,17 @@ impl<'a> Run<'a> {
     /// Puts the keys of the subject's rows of every table into temporary tables, and counts
     /// them.
     async fn find(&self, conn: &mut PgConnection) -> Result<Vec<Count>, ExecuteError> {
+        let mut counts = Vec::with_capacity(self.service.tables.len());
         for i in 0..self.service.tables.len() {
-            self.materialize(conn, i).await?;
+            let matched = self.materialize(conn, i).await?;
+            counts.push(Count {
+                matched,
+                retained: 0,
+            });
+        }
+        // Where no table has a rule to keep rows, none is kept, and the inserts counted them.
+        if self.service.tables.iter().all(|t| t.retain.is_none()) {
+            return Ok(counts);
         }
         let union = (0..self.service.tables.len())
             .map(|i| format!("SELECT {i} AS i, retained FROM {}", self.temp(i)))
@@ -250,7 +262,7 @@ impl<'a> Run<'a> {
         .fetch_all(&mut *conn)
         .await
         .map_err(self.fail(None, "counting the subject's rows"))?;
-        let mut counts = vec![Count::default(); self.service.tables.len()];
+        counts.fill(Count::default());
         for row in rows {
             let (i, matched, retained): (i32, i64, i64) = (row.get(0), row.get(1), row.get(2));
             counts[i as usize] = Count { matched, retained };
@@ -309,7 +321,8 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    async fn materialize(&self, conn: &mut PgConnection, i: usize) -> Result<(), ExecuteError> {
+    /// Fills the temporary table of the `i`th table; returns how many rows it holds.
+    async fn materialize(&self, conn: &mut PgConnection, i: usize) -> Result<i64, ExecuteError> {
         let table = &self.service.tables[i];
         let mut binds = Binds::new(self.org_id);
         let select = self.rows_of(&mut binds, i);
@@ -318,12 +331,12 @@ impl<'a> Run<'a> {
             "WITH emptied AS (DELETE FROM {m}) INSERT INTO {m} {select}",
             m = self.temp(i)
         );
-        binds
+        let filled = binds
             .query(fill)
             .execute(&mut *conn)
             .await
             .map_err(self.fail(Some(table), "finding the subject's rows"))?;
-        Ok(())
+        Ok(filled.rows_affected() as i64)
     }
 
     async fn delete_order(&self, conn: &mut PgConnection) -> Result<Vec<usize>, ExecuteError> {
@@ -445,22 +458,38 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// Exports the subject's rows of every table in one statement (one round trip, however
+    /// many tables the service has).
     async fn export(&self, conn: &mut PgConnection) -> Result<serde_json::Value, ExecuteError> {
-        let mut export = serde_json::Map::new();
-        for (i, table) in self.service.tables.iter().enumerate() {
-            let sql = self.export_sql(i);
-            let rows: serde_json::Value = Binds::new(self.org_id)
-                .query(sql)
-                .fetch_one(&mut *conn)
-                .await
-                .and_then(|row: PgRow| row.try_get(0))
-                .map_err(self.fail(Some(table), "exporting"))?;
-            export.insert(table.name.to_string(), rows);
+        let tables: Vec<usize> = (0..self.service.tables.len()).collect();
+        if tables.is_empty() {
+            return Ok(serde_json::json!({}));
         }
-        Ok(serde_json::Value::Object(export))
+        // jsonb_build_object takes at most 100 arguments.
+        let objects = tables
+            .chunks(50)
+            .map(|chunk| {
+                let pairs = chunk
+                    .iter()
+                    .map(|&i| {
+                        let name = self.service.tables[i].name.to_string();
+                        format!("{}, ({})", literal(&name), self.export_sql(i))
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                format!("jsonb_build_object({pairs})")
+            })
+            .collect::<Vec<_>>()
+            .join(" || ");
+        Binds::new(self.org_id)
+            .query(format!("SELECT {objects}"))
+            .fetch_one(&mut *conn)
+            .await
+            .and_then(|row: PgRow| row.try_get(0))
+            .map_err(self.fail(None, "exporting"))
     }
 
-    /// The statement that exports the subject's rows of table `i` (its working table filled).
+    /// The query that exports the subject's rows of table `i` (its working table filled).
     fn export_sql(&self, i: usize) -> String {
         let table = &self.service.tables[i];
         let object = match &table.export {
