@@ -46,7 +46,7 @@ pub async fn finish(worker: &Worker, tx: &mut PgConnection, job: &Claimed) -> an
     let work = &job.work;
     let request_type = RequestType::parse(&work.request_type)
         .ok_or_else(|| anyhow::anyhow!("unknown request type {:?}", work.request_type))?;
-    queue::refresh_status(&mut *tx, job.request_id).await?;
+    queue::mark_finalizing(&mut *tx, job.request_id).await?;
     let jobs: Vec<JobResult> = sqlx::query_as(
         "SELECT service, status, matched, retained, last_error, attempts, result
            FROM gdpr_jobs WHERE request_id = $1 AND service <> $2 ORDER BY service",

@@ -355,7 +355,22 @@ async fn set_status(
     request_id: Uuid,
     jobs: &[JobState],
 ) -> sqlx::Result<()> {
-    let status = derive(jobs);
+    write_status(conn, request_id, derive(jobs)).await
+}
+
+/// Marks a request `FINALIZING` as its finalize job starts: what [`refresh_status`] would
+/// derive from its jobs while that job runs, without reading them.
+pub async fn mark_finalizing(conn: &mut PgConnection, request_id: Uuid) -> sqlx::Result<()> {
+    write_status(conn, request_id, Status::Finalizing).await
+}
+
+/// Writes a request's status (never once it is terminal, and only when it changes), then its
+/// parent's from its siblings.
+async fn write_status(
+    conn: &mut PgConnection,
+    request_id: Uuid,
+    status: Status,
+) -> sqlx::Result<()> {
     let parent: Option<Option<Uuid>> = sqlx::query_scalar(
         "UPDATE gdpr_requests SET status = $2, updated_at = now()
           WHERE id = $1 AND status NOT IN ('COMPLETED', 'ERROR') AND status <> $2
