@@ -21,6 +21,8 @@
 #   3. submits a batch of GDPR_DELETE and GDPR_EXPORT requests for distinct people at once and
 #      times them to COMPLETED, then times single erasures submit -> COMPLETED (polling every
 #      10 ms);
+#      then runs the same mix of requests for other people as their services' SQL alone
+#      (bench/direct_sql.rs), the baseline of the pipeline;
 #   4. records the server's peak RSS (VmHWM) and PostgreSQL's busy time per operation
 #      (pg_stat_database.active_time).
 # Then bench/report.py writes BENCHMARKS.md and bench/latency.png.
@@ -71,9 +73,10 @@ trap cleanup EXIT INT TERM
 
 if [[ ${BENCH_SKIP_BUILD:-} != 1 ]]; then
   log "building the release binary"
-  cargo build --release --locked -q
+  cargo build --release --locked -q --bin gdprd --example direct_sql
 fi
 gdprd=$repo/target/release/gdprd
+direct_sql=$repo/target/release/examples/direct_sql
 
 unset DATABASE_URL
 # shellcheck source=../scripts/pg-env.sh
@@ -203,13 +206,17 @@ PY
   types=$(cut -f1 "$out/raw-$n.tsv" | sort | uniq -c | awk '{printf "%s%s %s", sep, $2, $1; sep=", "}')
   log "search keys: $(wc -l <"$out/paths-$n.txt") raw spellings ($types), $nkeys normalized"
 
-  # People for the pipeline: distinct email addresses of distinct people, none shared.
+  # People for the pipeline, and as many others for its baseline: distinct email addresses of
+  # distinct people, none shared.
+  people=$((2 * batch + singles))
   q -c "
     SELECT value FROM (
       SELECT i.value, min(i.subject_id::text) AS s
         FROM subject_identifiers i WHERE i.id_type = 'EMAIL'
        GROUP BY i.value HAVING count(*) = 1) u
-     ORDER BY random() LIMIT $((2 * batch + singles))" >"$out/emails-$n.txt"
+     ORDER BY random() LIMIT $((2 * people))" >"$out/people-$n.txt"
+  head -n "$people" "$out/people-$n.txt" >"$out/emails-$n.txt"
+  tail -n +"$((people + 1))" "$out/people-$n.txt" >"$out/direct-emails-$n.txt"
 
   # 2. Search through the API.
   port=$(free_port)
@@ -304,6 +311,15 @@ SQL
   cleanup
   stat_diff >"$out/tables-pipeline-$n.tsv"
 
+  # 3b. The baseline: the same mix of requests for other people, their services' SQL run
+  # directly (bench/direct_sql.rs: no API, queue, bookkeeping or finalization), with the
+  # worker's concurrency, while nothing else runs.
+  log "pipeline baseline: the services' SQL of as many requests, run directly"
+  DATABASE_URL=$bench_url GDPRD_LOG=warn "$direct_sql" "$out/direct-emails-$n.txt" \
+    --batch "$batch" --singles "$singles" --concurrency "${BENCH_WORKER_CONCURRENCY:-4}" \
+    >"$out/direct-$n.json"
+  log "baseline: $(cat "$out/direct-$n.json")"
+
   # Profile: the index clean-up an erasure ends with (src/worker/finalize.rs, DELETE FROM
   # subjects), for a subject given by one email address, as gdprd writes it and rewritten with
   # the two ways of finding the records in one IN (...) list. Rolled back.
@@ -354,6 +370,7 @@ r = {
   "tables_pipeline": open("$out/tables-pipeline-$n.tsv").read(),
   "index_delete": open("$out/index-delete-$n.txt").read(),
   "pipeline": json.load(open("$out/pipeline-$n.json")),
+  "direct": json.load(open("$out/direct-$n.json")),
   "duration_s": $duration, "connections": $conns, "batch": $batch, "singles": $singles,
   "worker_concurrency": "${BENCH_WORKER_CONCURRENCY:-default}",
 }

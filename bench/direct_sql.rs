@@ -1,0 +1,224 @@
+//! The request pipeline's SQL run directly, the baseline `bench/run.sh` compares the pipeline
+//! with: for the same mix of people and requests as `bench/pipeline.py`, the statements a
+//! worker runs for a request's jobs on gdprd's own tables (`catalog::execute` for each service,
+//! in the worker's order, in one transaction that commits as the worker's do), with none of the
+//! rest: no API call, no queue, no job bookkeeping, no finalization (index clean-up, masking,
+//! archive). Concurrency as the worker's.
+//!
+//! ```sh
+//! cargo build --release --example direct_sql
+//! DATABASE_URL=... target/release/examples/direct_sql EMAILS_FILE --batch 100 --singles 20
+//! ```
+//!
+//! EMAILS_FILE holds one email address per line, each of a distinct person (never one the
+//! pipeline's requests erase): the first BATCH are erased, the next BATCH exported, all at once
+//! with `--concurrency` requests in flight; the next SINGLES are erased one after another, each
+//! timed. Prints one JSON object. The erasures are real: run it on a benchmark database.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Parser;
+use futures::StreamExt;
+use gdprd::catalog::{self, Action, Catalog, Location, Outcome};
+use gdprd::config::GlobalArgs;
+use gdprd::db;
+use gdprd::index::{Normalizer, SearchType};
+use gdprd::requests::terms::{TermKind, Terms};
+use gdprd::secrets::ServerKey;
+use serde_json::json;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+#[derive(Parser)]
+struct Args {
+    #[command(flatten)]
+    global: GlobalArgs,
+    /// One email address per line, each of a distinct person.
+    emails: PathBuf,
+    /// Erasures in the batch, and as many exports.
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// Single erasures timed one after another.
+    #[arg(long, default_value_t = 20)]
+    singles: usize,
+    /// Requests in flight at once (the worker's GDPRD_WORKER_CONCURRENCY).
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+}
+
+/// What the runs share.
+struct Bench {
+    pool: PgPool,
+    catalog: Catalog,
+    /// The catalog's services on gdprd's own tables, in the order a worker runs them.
+    services: Vec<usize>,
+    org_id: Uuid,
+    key: ServerKey,
+}
+
+#[derive(Default)]
+struct Totals {
+    requests: usize,
+    matched: i64,
+    erased: i64,
+    export_bytes: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let pool = db::connect(&args.global).await?;
+    let catalog = Catalog::load(&args.global.catalog)?;
+    let normalizer = Normalizer::new(&args.global.default_region)?;
+    let org_id: Uuid = sqlx::query_scalar("SELECT id FROM organizations ORDER BY id LIMIT 1")
+        .fetch_one(&pool)
+        .await
+        .context("the database has no organization: seed it first")?;
+    let mut services: Vec<usize> = (0..catalog.services.len())
+        .filter(|&i| matches!(catalog.services[i].location, Location::Local))
+        .collect();
+    services.sort_by(|&a, &b| catalog.services[a].name.cmp(&catalog.services[b].name));
+    let bench = Arc::new(Bench {
+        key: ServerKey::load_or_create(&pool).await?,
+        pool,
+        catalog,
+        services,
+        org_id,
+    });
+
+    let text = std::fs::read_to_string(&args.emails)
+        .with_context(|| format!("cannot read {}", args.emails.display()))?;
+    let subjects = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|raw| {
+            let email = normalizer.normalize(SearchType::Email, raw)?;
+            let mut terms = Terms::default();
+            terms.add(TermKind::Email, email.into_string(), raw);
+            Ok(terms)
+        })
+        .collect::<anyhow::Result<Vec<Terms>>>()?;
+    let (batch, singles) = (args.batch, args.singles);
+    anyhow::ensure!(
+        subjects.len() >= 2 * batch + singles,
+        "{} holds {} addresses; {} are needed",
+        args.emails.display(),
+        subjects.len(),
+        2 * batch + singles
+    );
+
+    let work: Vec<(Action, Terms)> = subjects[..2 * batch]
+        .iter()
+        .enumerate()
+        .map(|(i, terms)| {
+            let action = if i < batch {
+                Action::Erase
+            } else {
+                Action::Export
+            };
+            (action, terms.clone())
+        })
+        .collect();
+    let before = database_activity(&bench.pool).await?;
+    let started = Instant::now();
+    let outcomes: Vec<anyhow::Result<Vec<Outcome>>> = futures::stream::iter(work)
+        .map(|(action, terms)| {
+            let bench = bench.clone();
+            async move { bench.request(action, &terms).await }
+        })
+        .buffer_unordered(args.concurrency.max(1))
+        .collect()
+        .await;
+    let batch_s = started.elapsed().as_secs_f64();
+    let after = database_activity(&bench.pool).await?;
+    let mut totals = Totals::default();
+    for outcome in outcomes {
+        totals.add(&outcome?);
+    }
+
+    let mut single_ms = Vec::with_capacity(singles);
+    for terms in &subjects[2 * batch..2 * batch + singles] {
+        let started = Instant::now();
+        bench.request(Action::Erase, terms).await?;
+        single_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    single_ms.sort_by(f64::total_cmp);
+
+    let done = totals.requests.max(1) as f64;
+    println!(
+        "{}",
+        json!({
+            "services": bench.services.len(),
+            "concurrency": args.concurrency,
+            "batch_requests": totals.requests,
+            "batch_s": batch_s,
+            "batch_per_s": totals.requests as f64 / batch_s,
+            "batch_db_active_ms_per_request": (after.0 - before.0) / done,
+            "batch_commits_per_request": (after.1 - before.1) as f64 / done,
+            "batch_matched_rows": totals.matched,
+            "batch_erased_rows": totals.erased,
+            "batch_export_bytes": totals.export_bytes,
+            "single_n": single_ms.len(),
+            "single_p50_ms": percentile(&single_ms, 50.0),
+            "single_p99_ms": percentile(&single_ms, 99.0),
+        })
+    );
+    Ok(())
+}
+
+impl Bench {
+    /// One request's service actions, in one transaction that commits as a worker's does.
+    async fn request(&self, action: Action<'_>, terms: &Terms) -> anyhow::Result<Vec<Outcome>> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
+            .await?;
+        let mut outcomes = Vec::with_capacity(self.services.len());
+        for &i in &self.services {
+            let outcome = catalog::execute(
+                &mut tx,
+                &self.catalog.services[i],
+                self.org_id,
+                terms,
+                action,
+                self.key.bytes(),
+            )
+            .await?;
+            outcomes.push(outcome);
+        }
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+}
+
+impl Totals {
+    fn add(&mut self, outcomes: &[Outcome]) {
+        self.requests += 1;
+        for o in outcomes {
+            self.matched += o.matched;
+            self.erased += o.deleted + o.anonymized;
+            self.export_bytes += o.export.as_ref().map_or(0, |e| e.to_string().len());
+        }
+    }
+}
+
+/// PostgreSQL's busy time in this database (ms) and its committed transactions, once every
+/// connection has flushed its statistics: a connection that goes idle within a second of its
+/// last flush flushes again only after 10 seconds of idleness.
+async fn database_activity(pool: &PgPool) -> sqlx::Result<(f64, i64)> {
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    sqlx::query_as(
+        "SELECT active_time, xact_commit FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(pool)
+    .await
+}
+
+fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    let last = sorted.len().checked_sub(1)?;
+    let k = ((p / 100.0 * last as f64).round() as usize).min(last);
+    Some(sorted[k])
+}
