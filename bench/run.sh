@@ -114,8 +114,12 @@ machine_cpu_ms() {
     print (t - idle) * 1000 / hz, t * 1000 / hz; exit }' /proc/stat
 }
 
+# PostgreSQL's statistics of a phase are read once every connection has flushed its own: one
+# that goes idle within a second of its last flush flushes again only after 10 s of idleness.
+stats_settle() { sleep 11; }
+
 stat_diff() {
-  sleep 1.2
+  stats_settle
   q -F $'\t' -c "SELECT t.schemaname || '.' || t.relname, t.seq_scan - b.seq_scan,
                         t.seq_tup_read - b.seq_tup_read, coalesce(t.idx_scan, 0) - b.idx_scan,
                         t.n_tup_ins + t.n_tup_upd + t.n_tup_del - b.writes
@@ -251,7 +255,7 @@ PY
     "http://127.0.0.1:$port" >"$out/wrk-$n.txt"
   cpu1=$(proc_cpu_ms "$server_pid")
   read -r busy1 total1 < <(machine_cpu_ms)
-  sleep 1.2
+  stats_settle
   active1=$(q -c 'SELECT active_time FROM pg_stat_database WHERE datname = current_database()')
   stat_diff >"$out/tables-search-$n.tsv"
   api_rps=$(awk '/^Requests\/sec/ {print $2}' "$out/wrk-$n.txt")
@@ -282,7 +286,7 @@ SQL
   active0=$(q -c 'SELECT active_time FROM pg_stat_database WHERE datname = current_database()')
   pgbench -n -M prepared -c "$conns" -j 2 -T "$duration" -f "$out/search.sql" \
     "$bench_url" >"$out/pgbench-$n.txt" 2>&1
-  sleep 1.2
+  stats_settle
   active1=$(q -c 'SELECT active_time FROM pg_stat_database WHERE datname = current_database()')
   pg_tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$out/pgbench-$n.txt" | head -n 1)
   pg_lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$out/pgbench-$n.txt")
