@@ -1000,3 +1000,60 @@ async fn a_session_reuses_its_working_tables_without_carrying_rows_over(pool: Pg
     .unwrap();
     assert!(left > 0, "the session keeps its working tables");
 }
+
+#[sqlx::test]
+async fn an_action_without_a_savepoint_does_what_the_guarded_one_does(pool: PgPool) {
+    // One connection: the working tables are the session's.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(pool.connect_options().as_ref().clone())
+        .await
+        .unwrap();
+    let f = fixture(&pool).await;
+    let catalog = demo();
+    let unguarded = async |tx: &mut PgConnection, service: &catalog::Service| {
+        let terms = ana();
+        catalog::execute_unguarded(tx, service, f.org, &terms, Action::Erase, KEY).await
+    };
+
+    // A session without working tables: the unguarded action fails and leaves the transaction
+    // aborted, to be rolled back; nothing was erased.
+    let mut tx = pool.begin().await.unwrap();
+    let error = unguarded(&mut tx, &catalog.services[0]).await.unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("finding the subject's rows failed"),
+        "{error}"
+    );
+    assert!(sqlx::query("SELECT 1").execute(&mut *tx).await.is_err());
+    tx.rollback().await.unwrap();
+
+    // Once the guarded action has made them, the unguarded one erases what it erases.
+    for service in &catalog.services {
+        let mut tx = pool.begin().await.unwrap();
+        catalog::execute(&mut tx, service, f.org, &ana(), Action::Summarize, KEY)
+            .await
+            .unwrap();
+        // Committed: the working tables made in a transaction go with its rollback.
+        tx.commit().await.unwrap();
+    }
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SET LOCAL plan_cache_mode = force_generic_plan")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let mut done = Vec::new();
+    for service in &catalog.services {
+        let outcome = unguarded(&mut tx, service)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        done.push((outcome.deleted, outcome.anonymized));
+    }
+    tx.commit().await.unwrap();
+    assert_eq!(
+        done,
+        [(0, 1), (1, 0), (2, 0), (0, 4), (2, 0), (6, 0), (0, 4)],
+        "(deleted, anonymized) per service, as erasure_deletes_or_anonymizes_as_each_service_says"
+    );
+}

@@ -104,6 +104,25 @@ pub async fn execute(
     }
 }
 
+/// Runs `action` as [`execute`] does but without a savepoint of its own, which saves a round
+/// trip and a subtransaction: for a caller that, should it fail, rolls its transaction back
+/// whole (a failed statement leaves the transaction aborted) and may run the action again with
+/// [`execute`]. The caller's transaction sets `plan_cache_mode = force_generic_plan` (see
+/// `Run::attempt`). On a session's first job of a service it fails (its working tables are
+/// not made here), and [`execute`] makes them.
+pub async fn execute_unguarded(
+    conn: &mut PgConnection,
+    service: &Service,
+    org_id: Uuid,
+    terms: &Terms,
+    action: Action<'_>,
+    key: &[u8],
+) -> Result<Outcome, ExecuteError> {
+    Run::new(service, org_id, terms, key)
+        .act(conn, action)
+        .await
+}
+
 /// Keeps to the organization's rows: by the table's organization column, or — for a table of an
 /// external database that belongs to one organization as a whole — by nothing (the service only
 /// gets jobs of that organization). Either way the organization stays parameter `$1`.

@@ -24,7 +24,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use serde::{Deserialize, Serialize};
 
 pub use error::CatalogError;
-pub use execute::{Action, ExecuteError, Outcome, execute};
+pub use execute::{Action, ExecuteError, Outcome, execute, execute_unguarded};
 
 use crate::requests::terms::TermKind;
 

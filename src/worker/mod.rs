@@ -239,16 +239,8 @@ impl Worker {
     /// Claims up to `limit` jobs, those of the `busy` requests last (see [`queue::claim`]).
     async fn claim(&self, limit: usize, busy: &[Uuid]) -> anyhow::Result<Vec<Claimed>> {
         let lease = Duration::from_secs(self.settings.lease_secs);
-        // A claim lost to a crash leaves its jobs queued, so it need not wait for the disk. Its
-        // plan does not depend on the values: planned once per connection (planning it took
-        // longer than running it).
-        let mut tx = self
-            .pool
-            .begin_with(
-                "BEGIN; SET LOCAL synchronous_commit = off; \
-                 SET LOCAL plan_cache_mode = force_generic_plan",
-            )
-            .await?;
+        // A claim lost to a crash leaves its jobs queued, so it need not wait for the disk.
+        let mut tx = self.begin().await?;
         let claimed =
             queue::claim(&mut tx, &self.id, lease, limit as i64, busy, &self.together).await?;
         tx.commit().await?;
@@ -326,10 +318,17 @@ impl Worker {
     /// progress are undone, and the jobs they belonged to — still leased, never marked done —
     /// run again when their lease runs out. (Accepting a request, and an HTTP service's
     /// callback, commit synchronously: their answer promises durability.)
+    ///
+    /// Its statements are planned generically, once per connection: the worker's statements
+    /// and the executor's are lookups by key whose plans do not depend on the values, and
+    /// planning the claim took longer than running it.
     pub async fn begin(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
-        // One round trip for both.
+        // One round trip for all three.
         self.pool
-            .begin_with("BEGIN; SET LOCAL synchronous_commit = off")
+            .begin_with(
+                "BEGIN; SET LOCAL synchronous_commit = off; \
+                 SET LOCAL plan_cache_mode = force_generic_plan",
+            )
             .await
     }
 

@@ -82,16 +82,24 @@ impl Worker {
         let mut tx = self.begin().await?;
         let (mut finished, mut searched) = (false, false);
         let mut done = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let started = std::time::Instant::now();
-            match self.act(&mut tx, job).await {
-                Ok(outcome) => done.push((job, outcome, started.elapsed())),
-                Err(e) => {
-                    let matched = e.downcast_ref::<ExecuteError>().and_then(|e| e.matched());
-                    if let Some(matched) = matched {
-                        searched |= queue::searched(&mut tx, job.id, &self.id, matched).await?;
+        // First every action without a savepoint of its own (a round trip and a subtransaction
+        // fewer each). Should one fail, the transaction is rolled back whole and the unit runs
+        // again with a savepoint per action, where a failure is the failing job's alone.
+        if !self.act_unguarded(&mut tx, jobs, &mut done).await {
+            tx.rollback().await?;
+            tx = self.begin().await?;
+            done.clear();
+            for job in jobs {
+                let started = std::time::Instant::now();
+                match self.act(&mut tx, job, true).await {
+                    Ok(outcome) => done.push((job, outcome, started.elapsed())),
+                    Err(e) => {
+                        let matched = e.downcast_ref::<ExecuteError>().and_then(|e| e.matched());
+                        if let Some(matched) = matched {
+                            searched |= queue::searched(&mut tx, job.id, &self.id, matched).await?;
+                        }
+                        finished |= self.fail_job(&mut tx, job, &e).await?;
                     }
-                    finished |= self.fail_job(&mut tx, job, &e).await?;
                 }
             }
         }
@@ -123,6 +131,31 @@ impl Worker {
             );
         }
         Ok(())
+    }
+
+    /// Runs each job's action in `tx` without a savepoint, into `done`. Returns false at the
+    /// first failure, which leaves `tx` aborted.
+    async fn act_unguarded<'j>(
+        &self,
+        tx: &mut PgConnection,
+        jobs: &'j [Claimed],
+        done: &mut Vec<(&'j Claimed, Outcome, std::time::Duration)>,
+    ) -> bool {
+        for job in jobs {
+            let started = std::time::Instant::now();
+            match self.act(tx, job, false).await {
+                Ok(outcome) => done.push((job, outcome, started.elapsed())),
+                Err(e) => {
+                    tracing::debug!(
+                        request_id = %job.request_id, service = %job.service,
+                        error = %format!("{e:#}"),
+                        "an action failed; the unit runs again with a savepoint per action"
+                    );
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     /// When a unit finished its request's last service job, the request is finalized in the
@@ -162,8 +195,14 @@ impl Worker {
         }
     }
 
-    /// Carries out a job's action on its service's tables in `conn`'s database.
-    async fn act(&self, conn: &mut PgConnection, job: &Claimed) -> anyhow::Result<Outcome> {
+    /// Carries out a job's action on its service's tables in `conn`'s database; `guarded`, in a
+    /// savepoint of its own (see [`catalog::execute`] and [`catalog::execute_unguarded`]).
+    async fn act(
+        &self,
+        conn: &mut PgConnection,
+        job: &Claimed,
+        guarded: bool,
+    ) -> anyhow::Result<Outcome> {
         let service = self.service_of(job)?;
         let work = &job.work;
         let replacements = work
@@ -178,8 +217,13 @@ impl Worker {
             "delete" | "anonymize" => Action::Erase,
             other => anyhow::bail!("unknown job action {other:?}"),
         };
-        let key = self.key.bytes();
-        Ok(catalog::execute(conn, service, work.org_id, &work.terms.0, action, key).await?)
+        let (key, terms) = (self.key.bytes(), &work.terms.0);
+        Ok(match guarded {
+            true => catalog::execute(conn, service, work.org_id, terms, action, key).await?,
+            false => {
+                catalog::execute_unguarded(conn, service, work.org_id, terms, action, key).await?
+            }
+        })
     }
 
     /// A service of tables in an external database: the job searches first (counting what it
@@ -213,7 +257,7 @@ impl Worker {
             own.commit().await?;
         }
         let mut data = data_pool.begin().await?;
-        let outcome = self.act(&mut data, job).await?;
+        let outcome = self.act(&mut data, job, true).await?;
         let mut own = self.begin().await?;
         if !queue::complete(&mut own, job.id, Some(&self.id), &outcome).await? {
             data.rollback().await?;
