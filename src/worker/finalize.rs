@@ -33,20 +33,21 @@ struct JobResult {
 /// Runs the finalize job `job` in a transaction of its own.
 pub async fn run(worker: &Worker, job: &Claimed) -> anyhow::Result<()> {
     let mut tx = worker.begin().await?;
+    queue::mark_finalizing(&mut tx, job.request_id).await?;
     if finish(worker, &mut tx, job).await? {
         tx.commit().await?;
     }
     Ok(())
 }
 
-/// Finalizes `job`'s request in the caller's transaction and completes `job`. Returns whether
-/// the worker still held the job: when not, another worker took it over and nothing done here
-/// may stay (the caller rolls back).
+/// Finalizes `job`'s request in the caller's transaction and completes `job`; the caller has
+/// marked the request `FINALIZING` (a unit that finishes the request's last service job did so
+/// as it released `job`). Returns whether the worker still held the job: when not, another
+/// worker took it over and nothing done here may stay (the caller rolls back).
 pub async fn finish(worker: &Worker, tx: &mut PgConnection, job: &Claimed) -> anyhow::Result<bool> {
     let work = &job.work;
     let request_type = RequestType::parse(&work.request_type)
         .ok_or_else(|| anyhow::anyhow!("unknown request type {:?}", work.request_type))?;
-    queue::mark_finalizing(&mut *tx, job.request_id).await?;
     let jobs: Vec<JobResult> = sqlx::query_as(
         "SELECT service, status, matched, retained, last_error, attempts, result
            FROM gdpr_jobs WHERE request_id = $1 AND service <> $2 ORDER BY service",
