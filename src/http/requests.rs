@@ -121,15 +121,13 @@ pub async fn create(
     let Accepted { id, created } = create::submit(&state.pool, &ctx, &caller, submission)
         .await
         .map_err(|e| create_error(e, &caller))?;
+    if let Some(request) = created {
+        return Ok((StatusCode::ACCEPTED, Json(request)));
+    }
     let request = store::get(&state.pool, caller.org_id, id, &state.links)
         .await?
         .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("an accepted request vanished")))?;
-    let status = if created {
-        StatusCode::ACCEPTED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(request)))
+    Ok((StatusCode::OK, Json(request)))
 }
 
 /// Get an existing GDPR request

@@ -8,7 +8,8 @@ use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::model::{NewRequest, ReplacementTerm, RequestType};
+use super::model::{GdprRequest, NewRequest, ReplacementTerm, RequestType};
+use super::store::Created;
 use super::terms::{Replacement, TermKind, Terms};
 use crate::auth::Caller;
 use crate::catalog::{Catalog, Erasure};
@@ -63,11 +64,12 @@ pub struct Context<'a> {
     pub outbound: &'a Outbound,
 }
 
-/// The request accepted (`created`), or the earlier one it duplicates.
-#[derive(Debug, Clone, Copy)]
+/// The request accepted, or the earlier one it duplicates.
+#[derive(Debug)]
 pub struct Accepted {
     pub id: Uuid,
-    pub created: bool,
+    /// The request as it was created (`None` for a duplicate, which is read as it stands).
+    pub created: Option<GdprRequest>,
 }
 
 pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 200;
@@ -188,6 +190,7 @@ pub async fn submit(
     };
 
     let mut job_rows = JobRows::new(ctx.max_attempts);
+    let mut related = Vec::new();
     if groups.len() == 1 {
         job_rows.add_for(parent_id, caller.org_id, request_type, &replacements, ctx);
     } else {
@@ -211,9 +214,24 @@ pub async fn submit(
         for child in &children {
             job_rows.add_for(child.id, caller.org_id, request_type, &replacements, ctx);
         }
+        related = children.iter().map(|c| c.id).collect();
     }
+    let created = Created {
+        id: parent_id,
+        request_type,
+        name,
+        subject: parent.subject,
+        replacement_terms: replacements_column.map(|r| r.0),
+        created_at: now,
+        due_date: due_date(now),
+        client_id: caller.client_id,
+        client_name: caller.client_name.clone(),
+        callback_url,
+        jobs: job_rows.service_jobs_of(parent_id),
+        related,
+    };
     job_rows.insert(&mut tx).await?;
-    if callback_url.is_some() {
+    if created.callback_url.is_some() {
         notifications::store::ensure_secret(&mut tx, caller.client_id, caller.org_id).await?;
     }
     sqlx::query("SELECT pg_notify('gdpr_jobs', '')")
@@ -222,7 +240,9 @@ pub async fn submit(
     tx.commit().await?;
     Ok(Accepted {
         id: parent_id,
-        created: true,
+        // As created: a worker may already be at it, but the answer to its creation is the
+        // request as it was accepted.
+        created: Some(created.view()),
     })
 }
 
@@ -665,7 +685,7 @@ async fn existing(
             if found_type != request_type.as_str() || found_hash != subject_hash {
                 return Err(CreateError::IdempotencyMismatch);
             }
-            return Ok(Accepted { id, created: false });
+            return Ok(Accepted { id, created: None });
         }
     }
     let in_flight: Option<Uuid> = sqlx::query_scalar(
@@ -679,7 +699,7 @@ async fn existing(
     .fetch_optional(pool)
     .await?;
     match in_flight {
-        Some(id) => Ok(Accepted { id, created: false }),
+        Some(id) => Ok(Accepted { id, created: None }),
         // The earlier request finished between our insert and this look-up: a retry creates
         // a new one.
         None => Err(CreateError::RetryLater),
@@ -802,6 +822,14 @@ impl JobRows {
         self.services.push(service.to_owned());
         self.actions.push(action);
         self.statuses.push(status);
+    }
+
+    /// The service jobs (service and action) of `request_id`.
+    fn service_jobs_of(&self, request_id: Uuid) -> Vec<(String, &'static str)> {
+        (0..self.ids.len())
+            .filter(|&i| self.requests[i] == request_id && self.services[i] != FINALIZE)
+            .map(|i| (self.services[i].clone(), self.actions[i]))
+            .collect()
     }
 
     async fn insert(self, conn: &mut PgConnection) -> sqlx::Result<()> {

@@ -101,6 +101,84 @@ const SELECT_REQUESTS: &str = "SELECT r.id, r.request_type, r.name, r.subject, r
         c.id AS client_id, c.name AS client_name, r.callback_url
    FROM gdpr_requests r JOIN api_clients c ON c.id = r.client_id";
 
+/// What a request's creation wrote: enough to answer with the request as it stands, without
+/// reading it back.
+pub struct Created {
+    pub id: Uuid,
+    pub request_type: RequestType,
+    pub name: Option<String>,
+    pub subject: GdprSubject,
+    pub replacement_terms: Option<ReplacementsColumn>,
+    pub created_at: DateTime<Utc>,
+    pub due_date: DateTime<Utc>,
+    pub client_id: Uuid,
+    pub client_name: String,
+    pub callback_url: Option<String>,
+    /// Its service jobs: service and action.
+    pub jobs: Vec<(String, &'static str)>,
+    /// Its related requests (the members of a merge set).
+    pub related: Vec<Uuid>,
+}
+
+impl Created {
+    /// The request as [`get`] shows it before a worker has taken any of its jobs: `INITIATED`,
+    /// every job queued.
+    pub fn view(self) -> GdprRequest {
+        let id = self.id;
+        let row = RequestRow {
+            id,
+            request_type: self.request_type.as_str().to_owned(),
+            name: self.name,
+            subject: Json(self.subject),
+            replacement_terms: self.replacement_terms.map(Json),
+            status: Status::Initiated.as_str().to_owned(),
+            error: None,
+            summary: None,
+            created_at: self.created_at,
+            due_date: self.due_date,
+            completed_at: None,
+            client_id: self.client_id,
+            client_name: self.client_name,
+            callback_url: self.callback_url,
+        };
+        let mut jobs: Vec<JobRow> = self
+            .jobs
+            .into_iter()
+            .map(|(service, action)| JobRow {
+                request_id: id,
+                service,
+                action: action.to_owned(),
+                status: "queued".to_owned(),
+                attempts: 0,
+                matched: None,
+                deleted: 0,
+                anonymized: 0,
+                updated: 0,
+                retained: 0,
+                retained_reason: None,
+                last_error: None,
+                locked_by: None,
+            })
+            .collect();
+        jobs.sort_by(|a, b| a.service.cmp(&b.service));
+        let mut related = self.related;
+        related.sort();
+        let related = related
+            .into_iter()
+            .map(|id| RelatedRequest {
+                id,
+                self_uri: self_uri(id),
+            })
+            .collect();
+        view(
+            row,
+            jobs.iter().map(job_view).collect(),
+            Vec::new(),
+            related,
+        )
+    }
+}
+
 pub async fn get(
     pool: &PgPool,
     org_id: Uuid,
@@ -154,7 +232,7 @@ async fn render(
         "SELECT request_id, service, action, status, attempts, matched, deleted, anonymized,
                 updated, retained, retained_reason, last_error, locked_by
            FROM gdpr_jobs WHERE request_id = ANY($1) AND service <> $2
-          ORDER BY service",
+          ORDER BY service COLLATE \"C\"",
     )
     .bind(&ids)
     .bind(FINALIZE)

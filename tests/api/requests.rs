@@ -1056,3 +1056,34 @@ async fn finish_related(
         .unwrap();
     tx
 }
+
+#[sqlx::test]
+async fn the_answer_to_a_creation_is_the_request_as_stored(pool: PgPool) {
+    seed(&pool, 10).await;
+    // No worker: the stored request stays as it was created.
+    let app = TestApp::spawn_without_worker(pool).await;
+    let token = app.token("demo", ALL_PERMISSIONS).await;
+    let member: uuid::Uuid = sqlx::query_scalar(
+        "SELECT id FROM demo.external_contacts WHERE work_email = $1 OR personal_email = $1 LIMIT 1",
+    )
+    .bind(story::ANA_EMAIL)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    let bodies = [
+        json!({"requestType": "GDPR_EXPORT", "subject": ana(), "name": "Ana's export"}),
+        json!({
+            "requestType": "GDPR_UPDATE",
+            "subject": {"phoneNumbers": [story::ANA_PHONE]},
+            "replacementTerms": [{"type": "PHONE", "existingValue": "555.010.0001", "updatedValue": "+1 555 010 0099"}]
+        }),
+        // A member of a merge set: one related request per member, the jobs theirs.
+        json!({"requestType": "GDPR_DELETE", "subject": {"externalContactId": member.to_string()}}),
+    ];
+    for body in bodies {
+        let created = app.accepted(&token, body).await;
+        assert_eq!(created["status"], "INITIATED", "{created}");
+        let stored = app.request(&token, created["id"].as_str().unwrap()).await;
+        assert_eq!(created, stored);
+    }
+}
