@@ -11,8 +11,10 @@
 //! ```
 //!
 //! EMAILS_FILE holds one email address per line, each of a distinct person (never one the
-//! pipeline's requests erase): the first BATCH are erased, the next BATCH exported, all at once
-//! with `--concurrency` requests in flight; the next SINGLES are erased one after another, each
+//! pipeline's requests erase). With `--warmup W`, the first W are erased and the next W
+//! exported, unmeasured (the pool's connections prepare their statements), as the pipeline's
+//! warm-up does. Then the next BATCH are erased, the next BATCH exported, all at once with
+//! `--concurrency` requests in flight; the next SINGLES are erased one after another, each
 //! timed. Prints one JSON object. The erasures are real: run it on a benchmark database.
 
 use std::path::PathBuf;
@@ -41,6 +43,9 @@ struct Args {
     /// Erasures in the batch, and as many exports.
     #[arg(long, default_value_t = 100)]
     batch: usize,
+    /// Erasures, and as many exports, of an unmeasured warm-up batch.
+    #[arg(long, default_value_t = 0)]
+    warmup: usize,
     /// Single erasures timed one after another.
     #[arg(long, default_value_t = 20)]
     singles: usize,
@@ -101,37 +106,22 @@ async fn main() -> anyhow::Result<()> {
             Ok(terms)
         })
         .collect::<anyhow::Result<Vec<Terms>>>()?;
-    let (batch, singles) = (args.batch, args.singles);
+    let (warmup, batch, singles) = (args.warmup, args.batch, args.singles);
+    let needed = 2 * warmup + 2 * batch + singles;
     anyhow::ensure!(
-        subjects.len() >= 2 * batch + singles,
-        "{} holds {} addresses; {} are needed",
+        subjects.len() >= needed,
+        "{} holds {} addresses; {needed} are needed",
         args.emails.display(),
         subjects.len(),
-        2 * batch + singles
     );
+    let (warm, subjects) = subjects.split_at(2 * warmup);
 
-    let work: Vec<(Action, Terms)> = subjects[..2 * batch]
-        .iter()
-        .enumerate()
-        .map(|(i, terms)| {
-            let action = if i < batch {
-                Action::Erase
-            } else {
-                Action::Export
-            };
-            (action, terms.clone())
-        })
-        .collect();
+    for outcome in bench.batch(warm, args.concurrency).await {
+        outcome?;
+    }
     let before = database_activity(&bench.pool).await?;
     let started = Instant::now();
-    let outcomes: Vec<anyhow::Result<Vec<Outcome>>> = futures::stream::iter(work)
-        .map(|(action, terms)| {
-            let bench = bench.clone();
-            async move { bench.request(action, &terms).await }
-        })
-        .buffer_unordered(args.concurrency.max(1))
-        .collect()
-        .await;
+    let outcomes = bench.batch(&subjects[..2 * batch], args.concurrency).await;
     let batch_s = started.elapsed().as_secs_f64();
     let after = database_activity(&bench.pool).await?;
     let mut totals = Totals::default();
@@ -170,6 +160,28 @@ async fn main() -> anyhow::Result<()> {
 }
 
 impl Bench {
+    /// Erases the first half of `subjects` and exports the second, `concurrency` at a time.
+    async fn batch(
+        self: &Arc<Self>,
+        subjects: &[Terms],
+        concurrency: usize,
+    ) -> Vec<anyhow::Result<Vec<Outcome>>> {
+        let half = subjects.len() / 2;
+        futures::stream::iter(subjects.iter().enumerate())
+            .map(|(i, terms)| {
+                let bench = self.clone();
+                let action = if i < half {
+                    Action::Erase
+                } else {
+                    Action::Export
+                };
+                async move { bench.request(action, terms).await }
+            })
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await
+    }
+
     /// One request's service actions, in one transaction that commits as a worker's does.
     async fn request(&self, action: Action<'_>, terms: &Terms) -> anyhow::Result<Vec<Outcome>> {
         let mut tx = self

@@ -1,11 +1,13 @@
 """Request pipeline load: a batch of GDPR_DELETE and GDPR_EXPORT requests submitted at once,
 then sequential single erasures timed from submit to COMPLETED.
 
-Usage: pipeline.py BASE_URL TOKEN EMAILS_FILE BATCH SINGLES TIMEOUT_SECS
-EMAILS_FILE holds one email address per line, each of a distinct person; the first BATCH go to
-erasures, the next BATCH to exports, the next SINGLES to the sequential erasures. Completion of
-the batch is read from the database (psql, DATABASE_URL) so that polling does not load the API.
-Prints one JSON object.
+Usage: pipeline.py BASE_URL TOKEN EMAILS_FILE BATCH SINGLES TIMEOUT_SECS [WARMUP]
+EMAILS_FILE holds one email address per line, each of a distinct person. With WARMUP, the first
+WARMUP go to erasures and the next WARMUP to exports of an unmeasured warm-up batch (a server
+just started has yet to prepare the statements of the pipeline on its connections, as the
+search load's warm-up does for searches). Then the next BATCH go to erasures, the next BATCH to
+exports, the next SINGLES to the sequential erasures. Completion of a batch is read from the
+database (psql, DATABASE_URL) so that polling does not load the API. Prints one JSON object.
 """
 
 import json
@@ -18,7 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 base, token, emails_file = sys.argv[1], sys.argv[2], sys.argv[3]
 batch, singles, timeout = int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
+warmup = int(sys.argv[7]) if len(sys.argv) > 7 else 0
 emails = [line.strip() for line in open(emails_file) if line.strip()]
+warm, emails = emails[:2 * warmup], emails[2 * warmup:]
 HEADERS = {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
 
 
@@ -59,14 +63,40 @@ def percentile(xs, p):
     return xs[k]
 
 
-result = {}
+# A connection that goes idle within a second of its last statistics flush flushes again only
+# after 10 seconds of idleness: PostgreSQL's figures are read once every connection's are in.
+STATS_FLUSH_S = 11
+
+
+def run_batch(work):
+    """Submits `work` at once; returns the ids accepted and the other statuses."""
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        submitted = list(pool.map(lambda w: submit(*w), work))
+    return [i for (s, i) in submitted if s in (200, 202) and i], submitted
+
+
+def finished(ids):
+    """How many of `ids` are COMPLETED or ERROR, and how many ERROR."""
+    row = psql("SELECT count(*) FILTER (WHERE status IN ('COMPLETED', 'ERROR')), "
+               "count(*) FILTER (WHERE status = 'ERROR') FROM gdpr_requests WHERE id IN (%s)"
+               % ",".join("'%s'" % i for i in ids))
+    return tuple(int(x) for x in row.split("|"))
+
+
+result = {"warmup_requests": len(warm)}
+if warm:
+    warm_ids, _ = run_batch([("GDPR_DELETE", e) for e in warm[:warmup]]
+                            + [("GDPR_EXPORT", e) for e in warm[warmup:]])
+    t0 = time.perf_counter()
+    while warm_ids and finished(warm_ids)[0] < len(warm_ids) and time.perf_counter() - t0 < timeout:
+        time.sleep(0.05)
+    time.sleep(STATS_FLUSH_S)
+
 work = [("GDPR_DELETE", e) for e in emails[:batch]] + [("GDPR_EXPORT", e) for e in emails[batch:2 * batch]]
 db_before = active_ms()
 start = time.perf_counter()
-with ThreadPoolExecutor(max_workers=32) as pool:
-    submitted = list(pool.map(lambda w: submit(*w), work))
+ids, submitted = run_batch(work)
 submit_s = time.perf_counter() - start
-ids = [i for (s, i) in submitted if s in (200, 202) and i]
 result["batch_requests"] = len(work)
 result["batch_accepted"] = len(ids)
 result["batch_rejected_statuses"] = sorted({s for (s, i) in submitted if s not in (200, 202)})
@@ -74,16 +104,11 @@ result["batch_submit_s"] = submit_s
 idlist = ",".join("'%s'" % i for i in ids)
 done = 0
 while True:
-    row = psql("SELECT count(*) FILTER (WHERE status IN ('COMPLETED', 'ERROR')), "
-               "count(*) FILTER (WHERE status = 'ERROR') FROM gdpr_requests WHERE id IN (%s)" % idlist)
-    done, errors = (int(x) for x in row.split("|"))
+    done, errors = finished(ids)
     elapsed = time.perf_counter() - start
     if done >= len(ids) or elapsed > timeout:
         break
     time.sleep(0.05)
-# A connection that goes idle within a second of its last statistics flush flushes again only
-# after 10 seconds of idleness: wait for every connection's.
-STATS_FLUSH_S = 11
 time.sleep(STATS_FLUSH_S)
 db_after = active_ms()
 result["batch_wall_s"] = elapsed

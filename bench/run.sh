@@ -18,7 +18,9 @@
 #      every search type, written as the people's records spell them; then pgbench runs the
 #      search statement of src/index/store.rs with 32 clients on the same database, as the
 #      ceiling;
-#   3. submits a batch of GDPR_DELETE and GDPR_EXPORT requests for distinct people at once and
+#   3. after an unmeasured warm-up batch (the server has yet to prepare the pipeline's
+#      statements on its connections), submits a batch of GDPR_DELETE and GDPR_EXPORT requests
+#      for distinct people at once and
 #      times them to COMPLETED, then times single erasures submit -> COMPLETED (polling every
 #      10 ms);
 #      then runs the same mix of requests for other people as their services' SQL alone
@@ -29,6 +31,7 @@
 #
 # Tunables (environment): BENCH_DURATION (seconds per search run, default 15),
 # BENCH_CONNECTIONS (default 32), BENCH_BATCH (erasures and as many exports, default 100),
+# BENCH_WARMUP (erasures and as many exports of an unmeasured warm-up batch, default 20),
 # BENCH_SINGLES (default 20), BENCH_PIPELINE_TIMEOUT (seconds, default 120),
 # BENCH_WORKER_CONCURRENCY (GDPRD_WORKER_CONCURRENCY of the server, default: gdprd's default),
 # BENCH_SKIP_BUILD=1 (use the release binary as it is, without `cargo build --release --locked`).
@@ -46,6 +49,7 @@ sizes=("$@")
 duration=${BENCH_DURATION:-15}
 conns=${BENCH_CONNECTIONS:-32}
 batch=${BENCH_BATCH:-100}
+warmup=${BENCH_WARMUP:-20}
 singles=${BENCH_SINGLES:-20}
 pipeline_timeout=${BENCH_PIPELINE_TIMEOUT:-120}
 out=$repo/.build/bench
@@ -212,7 +216,7 @@ PY
 
   # People for the pipeline, and as many others for its baseline: distinct email addresses of
   # distinct people, none shared.
-  people=$((2 * batch + singles))
+  people=$((2 * warmup + 2 * batch + singles))
   q -c "
     SELECT value FROM (
       SELECT i.value, min(i.subject_id::text) AS s
@@ -309,7 +313,7 @@ SQL
   log "pipeline: $batch erasures + $batch exports at once, then $singles single erasures"
   stat_snapshot
   DATABASE_URL=$bench_url python3 bench/pipeline.py "http://127.0.0.1:$port" "$token" \
-    "$out/emails-$n.txt" "$batch" "$singles" "$pipeline_timeout" >"$out/pipeline-$n.json"
+    "$out/emails-$n.txt" "$batch" "$singles" "$pipeline_timeout" "$warmup" >"$out/pipeline-$n.json"
   log "pipeline: $(cat "$out/pipeline-$n.json")"
   rss_peak=$(awk '/VmHWM/ {print $2}' "/proc/$server_pid/status")
   cleanup
@@ -320,7 +324,8 @@ SQL
   # worker's concurrency, while nothing else runs.
   log "pipeline baseline: the services' SQL of as many requests, run directly"
   DATABASE_URL=$bench_url GDPRD_LOG=warn "$direct_sql" "$out/direct-emails-$n.txt" \
-    --batch "$batch" --singles "$singles" --concurrency "${BENCH_WORKER_CONCURRENCY:-4}" \
+    --warmup "$warmup" --batch "$batch" --singles "$singles" \
+    --concurrency "${BENCH_WORKER_CONCURRENCY:-4}" \
     >"$out/direct-$n.json"
   log "baseline: $(cat "$out/direct-$n.json")"
 
