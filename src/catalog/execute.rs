@@ -142,6 +142,15 @@ struct Run<'a> {
     needles: Vec<(TermKind, Norm, Vec<String>)>,
 }
 
+/// Where a linked table's statement finds its parent table's rows.
+#[derive(Clone, Copy)]
+enum Parents {
+    /// In the parent's working table.
+    Working,
+    /// In what [`Run::find_sql`]'s statement put into it (`filled<i>`).
+    Filled,
+}
+
 /// Rows of one table: the subject's, and those of them erasure keeps.
 #[derive(Clone, Copy, Default)]
 struct Count {
@@ -257,36 +266,46 @@ impl<'a> Run<'a> {
     }
 
     /// Puts the keys of the subject's rows of every table into temporary tables, and counts
-    /// them.
+    /// them: one statement for all the service's tables.
     async fn find(&self, conn: &mut PgConnection) -> Result<Vec<Count>, ExecuteError> {
-        let mut counts = Vec::with_capacity(self.service.tables.len());
-        for i in 0..self.service.tables.len() {
-            let matched = self.materialize(conn, i).await?;
-            counts.push(Count {
-                matched,
-                retained: 0,
-            });
-        }
-        // Where no table has a rule to keep rows, none is kept, and the inserts counted them.
-        if self.service.tables.iter().all(|t| t.retain.is_none()) {
-            return Ok(counts);
-        }
-        let union = (0..self.service.tables.len())
-            .map(|i| format!("SELECT {i} AS i, retained FROM {}", self.temp(i)))
-            .collect::<Vec<_>>()
-            .join(" UNION ALL ");
-        let rows = plain(format!(
-            "SELECT i, count(*), count(*) FILTER (WHERE retained) FROM ({union}) x GROUP BY i"
-        ))
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(self.fail(None, "counting the subject's rows"))?;
-        counts.fill(Count::default());
+        let (binds, sql) = self.find_sql();
+        // A service of one table names it in a failure; the statement covers them all.
+        let table = match self.service.tables.as_slice() {
+            [only] => Some(only),
+            _ => None,
+        };
+        let rows = binds
+            .query(sql)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(self.fail(table, "finding the subject's rows"))?;
+        let mut counts = vec![Count::default(); self.service.tables.len()];
         for row in rows {
             let (i, matched, retained): (i32, i64, i64) = (row.get(0), row.get(1), row.get(2));
             counts[i as usize] = Count { matched, retained };
         }
         Ok(counts)
+    }
+
+    /// The statement of [`Run::find`]: for each table, its working table emptied (the same
+    /// transaction may have run this service before) and filled, a linked table's from the rows
+    /// just put in its parent's; then the rows each holds and keeps.
+    fn find_sql(&self) -> (Binds, String) {
+        let mut binds = Binds::new(self.org_id);
+        let mut steps = Vec::new();
+        let mut counts = Vec::new();
+        for i in 0..self.service.tables.len() {
+            let select = self.rows_of(&mut binds, i, Parents::Filled);
+            let m = self.temp(i);
+            steps.push(format!(
+                "emptied{i} AS (DELETE FROM {m}), filled{i} AS (INSERT INTO {m} {select} RETURNING *)"
+            ));
+            counts.push(format!(
+                "SELECT {i}, count(*), count(*) FILTER (WHERE retained) FROM filled{i}"
+            ));
+        }
+        let sql = format!("WITH {} {}", steps.join(", "), counts.join(" UNION ALL "));
+        (binds, sql)
     }
 
     /// Creates the temporary tables of the service's tables that this database session has
@@ -312,7 +331,7 @@ impl<'a> Run<'a> {
             }
             let table = &self.service.tables[i];
             let mut binds = Binds::new(self.org_id);
-            let select = self.rows_of(&mut binds, i);
+            let select = self.rows_of(&mut binds, i, Parents::Working);
             let create =
                 format!("CREATE TEMP TABLE {name} ON COMMIT DELETE ROWS AS {select} WITH NO DATA");
             binds
@@ -340,24 +359,6 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// Fills the temporary table of the `i`th table; returns how many rows it holds.
-    async fn materialize(&self, conn: &mut PgConnection, i: usize) -> Result<i64, ExecuteError> {
-        let table = &self.service.tables[i];
-        let mut binds = Binds::new(self.org_id);
-        let select = self.rows_of(&mut binds, i);
-        // Emptied first, in case the same transaction ran this service before.
-        let fill = format!(
-            "WITH emptied AS (DELETE FROM {m}) INSERT INTO {m} {select}",
-            m = self.temp(i)
-        );
-        let filled = binds
-            .query(fill)
-            .execute(&mut *conn)
-            .await
-            .map_err(self.fail(Some(table), "finding the subject's rows"))?;
-        Ok(filled.rows_affected() as i64)
-    }
-
     async fn delete_order(&self, conn: &mut PgConnection) -> Result<Vec<usize>, ExecuteError> {
         let names: Vec<_> = self.service.tables.iter().map(|t| t.name.clone()).collect();
         let mut schemas: Vec<String> = names.iter().map(|n| n.schema.clone()).collect();
@@ -383,8 +384,9 @@ impl<'a> Run<'a> {
     }
 
     /// The keys of the subject's rows of the `i`th table (as `k0`, `k1`, …) and whether
-    /// erasure keeps them. A linked table's rows are kept when their parent row is.
-    fn rows_of(&self, binds: &mut Binds, i: usize) -> String {
+    /// erasure keeps them, a linked table's found from its parent's rows in `parents`. A linked
+    /// table's rows are kept when their parent row is.
+    fn rows_of(&self, binds: &mut Binds, i: usize, parents: Parents) -> String {
         let table = &self.service.tables[i];
         let link = match &table.rows {
             Rows::Match(columns) => return self.matched_rows(binds, table, columns),
@@ -408,7 +410,10 @@ impl<'a> Run<'a> {
             parent_column = ident(&link.parent_column),
             column = ident(&link.column),
             parent_org = org_filter("p", parent),
-            pm = self.temp(link.parent),
+            pm = match parents {
+                Parents::Working => self.temp(link.parent),
+                Parents::Filled => format!("filled{}", link.parent),
+            },
             parent_keys = key_join(parent, "p", "pm"),
             org = org_filter("t", table),
             group = table
@@ -863,11 +868,6 @@ fn describe(e: &sqlx::Error) -> (String, bool) {
     }
 }
 
-/// A generated statement without parameters, prepared and kept like [`Binds::query`]'s.
-fn plain(sql: String) -> sqlx::query::Query<'static, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    sqlx::query(AssertSqlSafe(sql))
-}
-
 /// The name of the temporary table for the keys of `table`'s rows: named after the table and
 /// its key, which decide its columns.
 fn temp_name(table: &Table) -> String {
@@ -1007,13 +1007,12 @@ mod tests {
             for service in &catalog.services {
                 let run = Run::new(service, org, terms, b"key");
                 run.prepare(&mut tx).await.expect("working tables");
-                for (i, table) in service.tables.iter().enumerate() {
-                    let mut binds = Binds::new(org);
-                    let select = run.rows_of(&mut binds, i);
+                for table in &service.tables {
+                    let (binds, find) = run.find_sql();
                     let what = format!("finding rows, {}", service.name);
-                    assert_no_full_read(&mut tx, binds, &select, table, &what).await?;
-                    run.materialize(&mut tx, i).await.expect("rows found");
+                    assert_no_full_read(&mut tx, binds, &find, table, &what).await?;
                 }
+                run.find(&mut tx).await.expect("rows found");
                 // Joined with the handful of keys found, a service table is looked up by key,
                 // not read whole: the working tables' statistics say they are small.
                 for (i, table) in service.tables.iter().enumerate() {
