@@ -15,6 +15,13 @@ use crate::catalog::{self, Action, ExecuteError, HttpEndpoint, Location, Outcome
 use crate::outbound::{self, CallError};
 use crate::requests::terms::TermKind;
 
+/// What a run of a unit did: the jobs it completed and the finalize job it ran, with how long
+/// each took.
+struct Ran<'j> {
+    completed: Vec<(&'j Claimed, std::time::Duration)>,
+    finalized: Option<(Claimed, std::time::Duration)>,
+}
+
 /// A failure that another attempt would meet again (the service refused the job, or answered
 /// something that is not a result): the job fails at once with this reason.
 #[derive(Debug, thiserror::Error)]
@@ -70,36 +77,67 @@ impl Worker {
         }
     }
 
-    /// Runs jobs of one request on tables in gdprd's own database in one transaction, each
-    /// action in its own savepoint (see [`catalog::execute`]), with their bookkeeping: running a
-    /// job twice is then safe, and a job that fails leaves the others' work to commit. Each
-    /// action counts the subject's rows before it acts; when it fails, the count is recorded
-    /// with the failure. `Err` is a failure of the transaction itself.
+    /// Runs jobs of one request on tables in gdprd's own database in one transaction, with their
+    /// bookkeeping, and finalizes the request when they were its last: running a job twice is
+    /// then safe. First with no savepoint at all (a round trip and a subtransaction fewer per
+    /// action and for the finalization); should an action or the finalization fail, that
+    /// transaction is rolled back whole and the unit runs again guarded (see
+    /// [`Worker::run_unit`]). `Err` is a failure of the transaction itself.
     pub(super) async fn run_together(&self, jobs: &[Claimed]) -> anyhow::Result<()> {
-        let Some(first) = jobs.first() else {
+        if jobs.is_empty() {
             return Ok(());
+        }
+        let ran = match self.run_unit(jobs, false).await? {
+            Some(ran) => ran,
+            None => self
+                .run_unit(jobs, true)
+                .await?
+                .context("a guarded run of a unit always ends")?,
         };
+        for (job, took) in ran
+            .completed
+            .into_iter()
+            .chain(ran.finalized.as_ref().map(|(j, t)| (j, *t)))
+        {
+            tracing::info!(
+                request_id = %job.request_id, service = %job.service, action = %job.action,
+                attempt = job.attempts, ms = took.as_millis() as u64, "job done"
+            );
+        }
+        Ok(())
+    }
+
+    /// One run of a unit in one transaction. `guarded`: each action in a savepoint of its own,
+    /// where a failure is the failing job's alone (recorded, with what the action counted
+    /// before it failed), and the finalization in one, where a failure leaves the finalize job
+    /// queued for any worker. Unguarded, an action or a finalization that fails ends the run
+    /// with `None`, its transaction rolled back.
+    async fn run_unit<'j>(
+        &self,
+        jobs: &'j [Claimed],
+        guarded: bool,
+    ) -> anyhow::Result<Option<Ran<'j>>> {
+        let request_id = jobs[0].request_id;
         let mut tx = self.begin().await?;
         let (mut finished, mut searched) = (false, false);
         let mut done = Vec::with_capacity(jobs.len());
-        // First every action without a savepoint of its own (a round trip and a subtransaction
-        // fewer each). Should one fail, the transaction is rolled back whole and the unit runs
-        // again with a savepoint per action, where a failure is the failing job's alone.
-        if !self.act_unguarded(&mut tx, jobs, &mut done).await {
-            tx.rollback().await?;
-            tx = self.begin().await?;
-            done.clear();
-            for job in jobs {
-                let started = std::time::Instant::now();
-                match self.act(&mut tx, job, true).await {
-                    Ok(outcome) => done.push((job, outcome, started.elapsed())),
-                    Err(e) => {
-                        let matched = e.downcast_ref::<ExecuteError>().and_then(|e| e.matched());
-                        if let Some(matched) = matched {
-                            searched |= queue::searched(&mut tx, job.id, &self.id, matched).await?;
-                        }
-                        finished |= self.fail_job(&mut tx, job, &e).await?;
+        for job in jobs {
+            let started = std::time::Instant::now();
+            match self.act(&mut tx, job, guarded).await {
+                Ok(outcome) => done.push((job, outcome, started.elapsed())),
+                Err(e) if !guarded => {
+                    tracing::debug!(
+                        %request_id, service = %job.service, error = %format!("{e:#}"),
+                        "an action failed; the unit runs again, guarded"
+                    );
+                    return Ok(None);
+                }
+                Err(e) => {
+                    let matched = e.downcast_ref::<ExecuteError>().and_then(|e| e.matched());
+                    if let Some(matched) = matched {
+                        searched |= queue::searched(&mut tx, job.id, &self.id, matched).await?;
                     }
+                    finished |= self.fail_job(&mut tx, job, &e).await?;
                 }
             }
         }
@@ -111,51 +149,34 @@ impl Worker {
         }
         let mut finalized = None;
         if finished {
-            if queue::after_service_job(&mut tx, first.request_id).await? {
-                finalized = self.finalize_now(&mut tx, first.request_id).await;
+            if queue::after_service_job(&mut tx, request_id).await? {
+                finalized = match guarded {
+                    true => self.finalize_now(&mut tx, request_id).await,
+                    false => match self.finalize_in(&mut tx, request_id).await {
+                        Ok(finalized) => finalized,
+                        Err(e) => {
+                            tracing::debug!(
+                                %request_id, error = %format!("{e:#}"),
+                                "the finalization failed; the unit runs again, guarded"
+                            );
+                            return Ok(None);
+                        }
+                    },
+                };
             }
         } else if searched {
-            queue::refresh_status(&mut tx, first.request_id).await?;
+            queue::refresh_status(&mut tx, request_id).await?;
         }
         tx.commit().await?;
-        for (job, _, took) in done.iter().filter(|(j, _, _)| completed.contains(&j.id)) {
-            tracing::info!(
-                request_id = %job.request_id, service = %job.service, action = %job.action,
-                attempt = job.attempts, ms = took.as_millis() as u64, "job done"
-            );
-        }
-        if let Some((job, took)) = finalized {
-            tracing::info!(
-                request_id = %job.request_id, service = %job.service, action = %job.action,
-                attempt = job.attempts, ms = took.as_millis() as u64, "job done"
-            );
-        }
-        Ok(())
-    }
-
-    /// Runs each job's action in `tx` without a savepoint, into `done`. Returns false at the
-    /// first failure, which leaves `tx` aborted.
-    async fn act_unguarded<'j>(
-        &self,
-        tx: &mut PgConnection,
-        jobs: &'j [Claimed],
-        done: &mut Vec<(&'j Claimed, Outcome, std::time::Duration)>,
-    ) -> bool {
-        for job in jobs {
-            let started = std::time::Instant::now();
-            match self.act(tx, job, false).await {
-                Ok(outcome) => done.push((job, outcome, started.elapsed())),
-                Err(e) => {
-                    tracing::debug!(
-                        request_id = %job.request_id, service = %job.service,
-                        error = %format!("{e:#}"),
-                        "an action failed; the unit runs again with a savepoint per action"
-                    );
-                    return false;
-                }
-            }
-        }
-        true
+        let completed = done
+            .into_iter()
+            .filter(|(j, _, _)| completed.contains(&j.id))
+            .map(|(j, _, took)| (j, took))
+            .collect();
+        Ok(Some(Ran {
+            completed,
+            finalized,
+        }))
     }
 
     /// When a unit finished its request's last service job, the request is finalized in the
@@ -167,32 +188,39 @@ impl Worker {
         tx: &mut PgConnection,
         request_id: Uuid,
     ) -> Option<(Claimed, std::time::Duration)> {
-        let started = std::time::Instant::now();
-        let lease = std::time::Duration::from_secs(self.settings.lease_secs);
-        let result: anyhow::Result<Option<Claimed>> = async {
+        let result: anyhow::Result<_> = async {
             let mut savepoint = tx.begin().await?;
-            let Some(job) =
-                queue::take_finalize(&mut savepoint, request_id, &self.id, lease).await?
-            else {
-                return Ok(None);
-            };
-            if !finalize::finish(self, &mut savepoint, &job).await? {
-                return Ok(None);
-            }
+            let finalized = self.finalize_in(&mut savepoint, request_id).await?;
             savepoint.commit().await?;
-            Ok(Some(job))
+            Ok(finalized)
         }
         .await;
-        match result {
-            Ok(job) => job.map(|job| (job, started.elapsed())),
-            Err(e) => {
-                tracing::warn!(
-                    %request_id, error = %format!("{e:#}"),
-                    "finalizing with the last service jobs failed; the finalize job stays queued"
-                );
-                None
-            }
-        }
+        result.unwrap_or_else(|e| {
+            tracing::warn!(
+                %request_id, error = %format!("{e:#}"),
+                "finalizing with the last service jobs failed; the finalize job stays queued"
+            );
+            None
+        })
+    }
+
+    /// Takes the request's finalize job, when it is ready, and finalizes the request in `tx`.
+    /// Returns the job and how long it took; on `Err` the caller undoes what was done here.
+    async fn finalize_in(
+        &self,
+        tx: &mut PgConnection,
+        request_id: Uuid,
+    ) -> anyhow::Result<Option<(Claimed, std::time::Duration)>> {
+        let started = std::time::Instant::now();
+        let lease = std::time::Duration::from_secs(self.settings.lease_secs);
+        let Some(job) = queue::take_finalize(tx, request_id, &self.id, lease).await? else {
+            return Ok(None);
+        };
+        anyhow::ensure!(
+            finalize::finish(self, tx, &job).await?,
+            "another worker took the finalize job over"
+        );
+        Ok(Some((job, started.elapsed())))
     }
 
     /// Carries out a job's action on its service's tables in `conn`'s database; `guarded`, in a
