@@ -234,9 +234,6 @@ pub async fn submit(
     if created.callback_url.is_some() {
         notifications::store::ensure_secret(&mut tx, caller.client_id, caller.org_id).await?;
     }
-    sqlx::query("SELECT pg_notify('gdpr_jobs', '')")
-        .execute(&mut *tx)
-        .await?;
     tx.commit().await?;
     Ok(Accepted {
         id: parent_id,
@@ -832,12 +829,15 @@ impl JobRows {
             .collect()
     }
 
+    /// Inserts the jobs and wakes the workers (the notification is delivered at commit).
     async fn insert(self, conn: &mut PgConnection) -> sqlx::Result<()> {
         sqlx::query(
-            "INSERT INTO gdpr_jobs (id, request_id, service, action, status, max_attempts)
-             SELECT id, request_id, service, action, status, $6
-               FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[])
-                    AS j(id, request_id, service, action, status)",
+            "WITH inserted AS (
+               INSERT INTO gdpr_jobs (id, request_id, service, action, status, max_attempts)
+               SELECT id, request_id, service, action, status, $6
+                 FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[])
+                      AS j(id, request_id, service, action, status))
+             SELECT pg_notify('gdpr_jobs', '')",
         )
         .bind(&self.ids)
         .bind(&self.requests)
