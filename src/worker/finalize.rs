@@ -91,32 +91,34 @@ pub async fn finish(worker: &Worker, tx: &mut PgConnection, job: &Claimed) -> an
         let error = json!({ "code": "service.failed", "message": reasons.join("; ") });
         (Status::Error, Some(error))
     };
-    let parent: Option<Option<Uuid>> = sqlx::query_scalar(
-        "UPDATE gdpr_requests
-            SET status = $2, error = $3, summary = coalesce($4, summary), completed_at = now(),
-                updated_at = now()
-          WHERE id = $1 AND status NOT IN ('COMPLETED', 'ERROR')
-      RETURNING parent_id",
+    // The finalize job completed and, when the worker still held it, the request finished: one
+    // statement.
+    let (held, parent): (bool, Option<Uuid>) = sqlx::query_as(
+        "WITH held AS (
+           UPDATE gdpr_jobs SET status = 'completed', locked_by = NULL, locked_until = NULL,
+                  completed_at = now(), last_error = NULL
+            WHERE id = $5 AND locked_by = $6 AND status = 'running'
+        RETURNING id),
+         finished AS (
+           UPDATE gdpr_requests
+              SET status = $2, error = $3, summary = coalesce($4, summary),
+                  completed_at = now(), updated_at = now()
+            WHERE id = $1 AND status NOT IN ('COMPLETED', 'ERROR') AND EXISTS (SELECT FROM held)
+        RETURNING parent_id)
+         SELECT EXISTS (SELECT FROM held), (SELECT parent_id FROM finished)",
     )
     .bind(job.request_id)
     .bind(status.as_str())
     .bind(error)
     .bind(summary.map(Json))
-    .fetch_optional(&mut *tx)
-    .await?;
-    let held = sqlx::query(
-        "UPDATE gdpr_jobs SET status = 'completed', locked_by = NULL, locked_until = NULL,
-                completed_at = now(), last_error = NULL
-          WHERE id = $1 AND locked_by = $2 AND status = 'running'",
-    )
     .bind(job.id)
     .bind(&worker.id)
-    .execute(&mut *tx)
+    .fetch_one(&mut *tx)
     .await?;
-    if held.rows_affected() == 0 {
+    if !held {
         return Ok(false);
     }
-    if let Some(Some(parent)) = parent {
+    if let Some(parent) = parent {
         queue::refresh_parent(&mut *tx, parent).await?;
     }
     Ok(true)
@@ -371,27 +373,22 @@ async fn mask_traces(
         .iter()
         .map(|r| r.2.as_ref().map(|_| "[masked]".to_owned()))
         .collect();
+    // The requests masked, their jobs' results and their archives dropped: one statement.
     sqlx::query(
-        "UPDATE gdpr_requests r
-            SET subject = m.subject, name = m.name, terms = '[]'::jsonb,
-                replacement_terms = NULL, updated_at = now()
-           FROM unnest($1::uuid[], $2::jsonb[], $3::text[]) AS m(id, subject, name)
-          WHERE r.id = m.id",
+        "WITH masked AS (
+           UPDATE gdpr_requests r
+              SET subject = m.subject, name = m.name, terms = '[]'::jsonb,
+                  replacement_terms = NULL, updated_at = now()
+             FROM unnest($1::uuid[], $2::jsonb[], $3::text[]) AS m(id, subject, name)
+            WHERE r.id = m.id),
+         results AS (
+           UPDATE gdpr_jobs SET result = NULL WHERE request_id = ANY($1) AND result IS NOT NULL)
+         DELETE FROM export_archives WHERE request_id = ANY($1)",
     )
     .bind(&ids)
     .bind(&masked)
     .bind(&names)
-    .execute(&mut *conn)
+    .execute(conn)
     .await?;
-    sqlx::query(
-        "UPDATE gdpr_jobs SET result = NULL WHERE request_id = ANY($1) AND result IS NOT NULL",
-    )
-    .bind(&ids)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query("DELETE FROM export_archives WHERE request_id = ANY($1)")
-        .bind(&ids)
-        .execute(conn)
-        .await?;
     Ok(())
 }
