@@ -963,14 +963,19 @@ async fn a_failure_names_the_table_and_leaves_the_callers_transaction_usable(poo
     assert_eq!(alive, 1);
 }
 
-#[sqlx::test]
-async fn a_session_reuses_its_working_tables_without_carrying_rows_over(pool: PgPool) {
-    // One connection, so that every run shares the session's temporary tables.
-    let pool = sqlx::postgres::PgPoolOptions::new()
+/// A pool of one connection to `pool`'s database: every run shares the session's working
+/// tables.
+async fn one_session(pool: &PgPool) -> PgPool {
+    sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
         .connect_with(pool.connect_options().as_ref().clone())
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[sqlx::test]
+async fn a_session_reuses_its_working_tables_without_carrying_rows_over(pool: PgPool) {
+    let pool = one_session(&pool).await;
     let f = fixture(&pool).await;
     let catalog = demo();
     let contacts = catalog.service("externalContacts").unwrap();
@@ -1003,12 +1008,7 @@ async fn a_session_reuses_its_working_tables_without_carrying_rows_over(pool: Pg
 
 #[sqlx::test]
 async fn an_action_without_a_savepoint_does_what_the_guarded_one_does(pool: PgPool) {
-    // One connection: the working tables are the session's.
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .connect_with(pool.connect_options().as_ref().clone())
-        .await
-        .unwrap();
+    let pool = one_session(&pool).await;
     let f = fixture(&pool).await;
     let catalog = demo();
     let unguarded = async |tx: &mut PgConnection, service: &catalog::Service| {
