@@ -561,20 +561,13 @@ async fn a_job_that_fails_twice_then_succeeds_completes(pool: PgPool) {
     let (app, token) = seeded(pool).await;
     // The consent store fails whatever runs during the job's first two attempts (a unit may
     // run an action twice in one attempt: see `Worker::run_together`).
-    sqlx::raw_sql(
-        "CREATE FUNCTION flaky() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN
-           IF (SELECT max(attempts) FROM gdpr_jobs WHERE service = 'consent') <= 2 THEN
-             RAISE EXCEPTION 'consent store briefly unavailable';
-           END IF;
-           RETURN NEW;
-         END $$;
-         CREATE TRIGGER flaky BEFORE UPDATE ON demo.consent_records
-           FOR EACH STATEMENT EXECUTE FUNCTION flaky();",
+    fail_while(
+        &app.pool,
+        "(SELECT max(attempts) FROM gdpr_jobs WHERE service = 'consent') <= 2",
+        "UPDATE ON demo.consent_records FOR EACH STATEMENT",
+        "consent store briefly unavailable",
     )
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    .await;
     let request = app
         .accepted(
             &token,
@@ -591,6 +584,22 @@ async fn a_job_that_fails_twice_then_succeeds_completes(pool: PgPool) {
     // The request's other jobs ran in the same transaction as consent's first attempt; its
     // failure left their work to commit, so none of them ran twice.
     assert_completed_at_first_attempt(&done, &["consent"]);
+}
+
+/// Makes the statements that fire the trigger `on` (`UPDATE ON table FOR EACH STATEMENT`, …)
+/// fail with `message` while `condition` holds.
+async fn fail_while(pool: &PgPool, condition: &str, on: &str, message: &str) {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE FUNCTION flaky() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF {condition} THEN RAISE EXCEPTION '{message}'; END IF;
+           RETURN NEW;
+         END $$;
+         CREATE TRIGGER flaky BEFORE {on} EXECUTE FUNCTION flaky();"
+    )))
+    .execute(pool)
+    .await
+    .unwrap();
 }
 
 /// Every job of `request` but those of the `except` services completed at its first attempt.
@@ -612,21 +621,14 @@ async fn a_finalization_that_fails_with_the_last_service_job_is_retried_on_its_o
     // The archive write fails in the transaction that completes the request's service jobs
     // (their completion time is its start time), however often the unit tries: their work must
     // stay, and the finalization run again by itself.
-    sqlx::raw_sql(
-        "CREATE FUNCTION flaky() RETURNS trigger LANGUAGE plpgsql AS $$
-         BEGIN
-           IF EXISTS (SELECT 1 FROM gdpr_jobs WHERE request_id = NEW.request_id
-                         AND service <> '_finalize' AND completed_at = now()) THEN
-             RAISE EXCEPTION 'archive store briefly unavailable';
-           END IF;
-           RETURN NEW;
-         END $$;
-         CREATE TRIGGER flaky BEFORE INSERT ON export_archives
-           FOR EACH ROW EXECUTE FUNCTION flaky();",
+    fail_while(
+        &app.pool,
+        "EXISTS (SELECT 1 FROM gdpr_jobs WHERE request_id = NEW.request_id
+                    AND service <> '_finalize' AND completed_at = now())",
+        "INSERT ON export_archives FOR EACH ROW",
+        "archive store briefly unavailable",
     )
-    .execute(&app.pool)
-    .await
-    .unwrap();
+    .await;
     let request = app
         .accepted(
             &token,
