@@ -1026,18 +1026,17 @@ async fn an_action_without_a_savepoint_does_what_the_guarded_one_does(pool: PgPo
             .contains("finding the subject's rows failed"),
         "{error}"
     );
+    assert!(error.is_missing_table(), "{error}");
     assert!(sqlx::query("SELECT 1").execute(&mut *tx).await.is_err());
     tx.rollback().await.unwrap();
 
-    // Once the guarded action has made them, the unguarded one erases what it erases.
+    // Once `prepare` has made them on the same session (as the worker does after such a
+    // failure), the unguarded action erases what the guarded one erases.
+    let mut conn = pool.acquire().await.unwrap();
     for service in &catalog.services {
-        let mut tx = pool.begin().await.unwrap();
-        catalog::execute(&mut tx, service, f.org, &ana(), Action::Summarize, KEY)
-            .await
-            .unwrap();
-        // Committed: the working tables made in a transaction go with its rollback.
-        tx.commit().await.unwrap();
+        catalog::prepare(&mut conn, service).await.unwrap();
     }
+    drop(conn);
     let mut tx = pool.begin().await.unwrap();
     sqlx::query("SET LOCAL plan_cache_mode = force_generic_plan")
         .execute(&mut *tx)

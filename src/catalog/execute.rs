@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgRow;
-use sqlx::{AssertSqlSafe, PgConnection, Row};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
 use uuid::Uuid;
 
 use super::spelling::{REDACTED, Spellings};
@@ -79,6 +79,12 @@ impl ExecuteError {
     pub fn matched(&self) -> Option<i64> {
         self.matched
     }
+
+    /// Whether it failed for want of a working table, which [`prepare`] makes: an unguarded
+    /// action on a session's first job of a service.
+    pub fn is_missing_table(&self) -> bool {
+        self.missing_table
+    }
 }
 
 /// Runs `action` on `service` for the subject `terms` describes, within `org_id`.
@@ -121,6 +127,26 @@ pub async fn execute_unguarded(
     Run::new(service, org_id, terms, key)
         .act(conn, action)
         .await
+}
+
+/// Makes the working tables of `service` that this database session lacks, outside any
+/// action: for a caller whose [`execute_unguarded`] failed for want of one (see
+/// [`ExecuteError::is_missing_table`]) and rolled back, so that it can run the action again,
+/// unguarded, on the same connection.
+pub async fn prepare(conn: &mut PgConnection, service: &Service) -> Result<(), ExecuteError> {
+    // The tables' columns are the keys and whether a row is kept, whoever the subject is.
+    let (terms, no_org) = (Terms::default(), Uuid::nil());
+    let run = Run::new(service, no_org, &terms, &[]);
+    // In a transaction (or a savepoint of the caller's): the statistics given to each table
+    // are taken from a row that the commit then empties.
+    let mut tx = conn
+        .begin()
+        .await
+        .map_err(run.fail(None, "starting a transaction"))?;
+    run.prepare(&mut tx).await?;
+    tx.commit()
+        .await
+        .map_err(run.fail(None, "making working tables"))
 }
 
 /// Keeps to the organization's rows: by the table's organization column, or — for a table of an

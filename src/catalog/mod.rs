@@ -24,7 +24,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use serde::{Deserialize, Serialize};
 
 pub use error::CatalogError;
-pub use execute::{Action, ExecuteError, Outcome, execute, execute_unguarded};
+pub use execute::{Action, ExecuteError, Outcome, execute, execute_unguarded, prepare};
 
 use crate::requests::terms::TermKind;
 

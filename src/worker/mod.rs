@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::join_all;
-use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use sqlx::types::Json;
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -28,6 +28,10 @@ use crate::requests::create::{FINALIZE, ReplacementsColumn};
 use crate::requests::terms::Terms;
 use crate::secrets::ServerKey;
 use queue::Claimed;
+
+/// How a worker transaction begins (see [`Worker::begin`]): one round trip for all three.
+const BEGIN_WORK: &str = "BEGIN; SET LOCAL synchronous_commit = off; \
+                          SET LOCAL plan_cache_mode = force_generic_plan";
 
 #[derive(Clone)]
 pub struct Worker {
@@ -323,13 +327,14 @@ impl Worker {
     /// and the executor's are lookups by key whose plans do not depend on the values, and
     /// planning the claim took longer than running it.
     pub async fn begin(&self) -> sqlx::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
-        // One round trip for all three.
-        self.pool
-            .begin_with(
-                "BEGIN; SET LOCAL synchronous_commit = off; \
-                 SET LOCAL plan_cache_mode = force_generic_plan",
-            )
-            .await
+        self.pool.begin_with(BEGIN_WORK).await
+    }
+
+    /// [`Worker::begin`] on a connection the caller holds.
+    pub async fn begin_on<'c>(
+        conn: &'c mut PgConnection,
+    ) -> sqlx::Result<sqlx::Transaction<'c, sqlx::Postgres>> {
+        conn.begin_with(BEGIN_WORK).await
     }
 
     /// Deletes export archives past their expiry.

@@ -22,6 +22,14 @@ struct Ran<'j> {
     finalized: Option<(Claimed, std::time::Duration)>,
 }
 
+/// Why an unguarded run of a unit stopped, its transaction rolled back.
+enum Stopped {
+    /// A working table of the connection's first job of a service was missing.
+    MissingTable,
+    /// An action or the finalization failed.
+    Failed,
+}
+
 /// A failure that another attempt would meet again (the service refused the job, or answered
 /// something that is not a result): the job fails at once with this reason.
 #[derive(Debug, thiserror::Error)]
@@ -82,16 +90,35 @@ impl Worker {
     /// then safe. First with no savepoint at all (a round trip and a subtransaction fewer per
     /// action and for the finalization); should an action or the finalization fail, that
     /// transaction is rolled back whole and the unit runs again guarded (see
-    /// [`Worker::run_unit`]). `Err` is a failure of the transaction itself.
+    /// [`Worker::run_unit`]). All on one connection: when the unguarded run failed for want of a
+    /// working table (the connection's first job of a service), the unit's working tables are
+    /// made on it and the unit runs unguarded again, so that every connection pays that once.
+    /// `Err` is a failure of the transaction itself.
     pub(super) async fn run_together(&self, jobs: &[Claimed]) -> anyhow::Result<()> {
         if jobs.is_empty() {
             return Ok(());
         }
-        let ran = match self.run_unit(jobs, false).await? {
-            Some(ran) => ran,
-            None => self
-                .run_unit(jobs, true)
+        let mut conn = self.pool.acquire().await?;
+        let mut ran = self.run_unit(&mut conn, jobs, false).await?;
+        if let Err(Stopped::MissingTable) = ran {
+            ran = match self.prepare_tables(&mut conn, jobs).await {
+                Ok(()) => self.run_unit(&mut conn, jobs, false).await?,
+                // The guarded run makes them job by job, and fails only the job that cannot.
+                Err(e) => {
+                    tracing::debug!(
+                        request_id = %jobs[0].request_id, error = %format!("{e:#}"),
+                        "making working tables failed; the unit runs again, guarded"
+                    );
+                    Err(Stopped::Failed)
+                }
+            };
+        }
+        let ran = match ran {
+            Ok(ran) => ran,
+            Err(_) => self
+                .run_unit(&mut conn, jobs, true)
                 .await?
+                .ok()
                 .context("a guarded run of a unit always ends")?,
         };
         for (job, took) in ran
@@ -107,18 +134,31 @@ impl Worker {
         Ok(())
     }
 
-    /// One run of a unit in one transaction. `guarded`: each action in a savepoint of its own,
-    /// where a failure is the failing job's alone (recorded, with what the action counted
-    /// before it failed), and the finalization in one, where a failure leaves the finalize job
-    /// queued for any worker. Unguarded, an action or a finalization that fails ends the run
-    /// with `None`, its transaction rolled back.
+    /// Makes the working tables of the unit's services that `conn`'s session lacks.
+    async fn prepare_tables(
+        &self,
+        conn: &mut PgConnection,
+        jobs: &[Claimed],
+    ) -> anyhow::Result<()> {
+        for job in jobs {
+            catalog::prepare(conn, self.service_of(job)?).await?;
+        }
+        Ok(())
+    }
+
+    /// One run of a unit in one transaction on `conn`. `guarded`: each action in a savepoint
+    /// of its own, where a failure is the failing job's alone (recorded, with what the action
+    /// counted before it failed), and the finalization in one, where a failure leaves the
+    /// finalize job queued for any worker. Unguarded, an action or a finalization that fails
+    /// ends the run with [`Stopped`], its transaction rolled back.
     async fn run_unit<'j>(
         &self,
+        conn: &mut PgConnection,
         jobs: &'j [Claimed],
         guarded: bool,
-    ) -> anyhow::Result<Option<Ran<'j>>> {
+    ) -> anyhow::Result<Result<Ran<'j>, Stopped>> {
         let request_id = jobs[0].request_id;
-        let mut tx = self.begin().await?;
+        let mut tx = Worker::begin_on(conn).await?;
         let (mut finished, mut searched) = (false, false);
         let mut done = Vec::with_capacity(jobs.len());
         for job in jobs {
@@ -126,11 +166,15 @@ impl Worker {
             match self.act(&mut tx, job, guarded).await {
                 Ok(outcome) => done.push((job, outcome, started.elapsed())),
                 Err(e) if !guarded => {
+                    let execute = e.downcast_ref::<ExecuteError>();
+                    if execute.is_some_and(ExecuteError::is_missing_table) {
+                        return Ok(Err(Stopped::MissingTable));
+                    }
                     tracing::debug!(
                         %request_id, service = %job.service, error = %format!("{e:#}"),
                         "an action failed; the unit runs again, guarded"
                     );
-                    return Ok(None);
+                    return Ok(Err(Stopped::Failed));
                 }
                 Err(e) => {
                     let matched = e.downcast_ref::<ExecuteError>().and_then(|e| e.matched());
@@ -159,7 +203,7 @@ impl Worker {
                                 %request_id, error = %format!("{e:#}"),
                                 "the finalization failed; the unit runs again, guarded"
                             );
-                            return Ok(None);
+                            return Ok(Err(Stopped::Failed));
                         }
                     },
                 };
@@ -173,7 +217,7 @@ impl Worker {
             .filter(|(j, _, _)| completed.contains(&j.id))
             .map(|(j, _, took)| (j, took))
             .collect();
-        Ok(Some(Ran {
+        Ok(Ok(Ran {
             completed,
             finalized,
         }))
