@@ -1,5 +1,5 @@
 //! The request pipeline's SQL run directly, the baseline `bench/run.sh` compares the pipeline
-//! with: for the same mix of people and requests as `bench/pipeline.py`, the statements a
+//! with: for the same mix of people and requests as `bench/pipeline.rs`, the statements a
 //! worker runs for a request's jobs on gdprd's own tables (`catalog::execute` for each service,
 //! in the worker's order, in one transaction that commits as the worker's do), with none of the
 //! rest: no API call, no queue, no job bookkeeping, no finalization (index clean-up, masking,

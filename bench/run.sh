@@ -18,11 +18,12 @@
 #      every search type, written as the people's records spell them; then pgbench runs the
 #      search statement of src/index/store.rs with 32 clients on the same database, as the
 #      ceiling;
-#   3. after an unmeasured warm-up batch (the server has yet to prepare the pipeline's
-#      statements on its connections), submits a batch of GDPR_DELETE and GDPR_EXPORT requests
-#      for distinct people at once and
-#      times them to COMPLETED, then times single erasures submit -> COMPLETED (polling every
-#      10 ms);
+#   3. with the load client bench/pipeline.rs (built with the binary; HTTP connections kept
+#      alive, so that it takes little of the cores it shares with gdprd and PostgreSQL), after
+#      an unmeasured warm-up batch (the server has yet to prepare the pipeline's statements on
+#      its connections), submits a batch of GDPR_DELETE and GDPR_EXPORT requests for distinct
+#      people at once and times them to COMPLETED, then times single erasures
+#      submit -> COMPLETED (polling every 10 ms);
 #      then runs the same mix of requests for other people as their services' SQL alone
 #      (bench/direct_sql.rs), the baseline of the pipeline;
 #   4. records the server's peak RSS (VmHWM) and PostgreSQL's busy time per operation
@@ -77,10 +78,11 @@ trap cleanup EXIT INT TERM
 
 if [[ ${BENCH_SKIP_BUILD:-} != 1 ]]; then
   log "building the release binary"
-  cargo build --release --locked -q --bin gdprd --example direct_sql
+  cargo build --release --locked -q --bin gdprd --example direct_sql --example pipeline
 fi
 gdprd=$repo/target/release/gdprd
 direct_sql=$repo/target/release/examples/direct_sql
+pipeline=$repo/target/release/examples/pipeline
 
 unset DATABASE_URL
 # shellcheck source=../scripts/pg-env.sh
@@ -312,8 +314,9 @@ SQL
   # 3. The request pipeline.
   log "pipeline: $batch erasures + $batch exports at once, then $singles single erasures"
   stat_snapshot
-  DATABASE_URL=$bench_url python3 bench/pipeline.py "http://127.0.0.1:$port" "$token" \
-    "$out/emails-$n.txt" "$batch" "$singles" "$pipeline_timeout" "$warmup" >"$out/pipeline-$n.json"
+  DATABASE_URL=$bench_url GDPRD_LOG=warn "$pipeline" "http://127.0.0.1:$port" "$token" \
+    "$out/emails-$n.txt" --batch "$batch" --singles "$singles" --timeout "$pipeline_timeout" \
+    --warmup "$warmup" >"$out/pipeline-$n.json"
   log "pipeline: $(cat "$out/pipeline-$n.json")"
   rss_peak=$(awk '/VmHWM/ {print $2}' "/proc/$server_pid/status")
   cleanup
