@@ -34,6 +34,9 @@ use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+mod activity;
+use activity::Activity;
+
 #[derive(Parser)]
 struct Args {
     #[command(flatten)]
@@ -119,11 +122,11 @@ async fn main() -> anyhow::Result<()> {
     for outcome in bench.batch(warm, args.concurrency).await {
         outcome?;
     }
-    let before = database_activity(&bench.pool).await?;
+    let before = settled_activity(&bench.pool).await?;
     let started = Instant::now();
     let outcomes = bench.batch(&subjects[..2 * batch], args.concurrency).await;
     let batch_s = started.elapsed().as_secs_f64();
-    let after = database_activity(&bench.pool).await?;
+    let after = settled_activity(&bench.pool).await?;
     let mut totals = Totals::default();
     for outcome in outcomes {
         totals.add(&outcome?);
@@ -137,25 +140,23 @@ async fn main() -> anyhow::Result<()> {
     }
     single_ms.sort_by(f64::total_cmp);
 
-    let done = totals.requests.max(1) as f64;
-    println!(
-        "{}",
-        json!({
-            "services": bench.services.len(),
-            "concurrency": args.concurrency,
-            "batch_requests": totals.requests,
-            "batch_s": batch_s,
-            "batch_per_s": totals.requests as f64 / batch_s,
-            "batch_db_active_ms_per_request": (after.0 - before.0) / done,
-            "batch_commits_per_request": (after.1 - before.1) as f64 / done,
-            "batch_matched_rows": totals.matched,
-            "batch_erased_rows": totals.erased,
-            "batch_export_bytes": totals.export_bytes,
-            "single_n": single_ms.len(),
-            "single_p50_ms": percentile(&single_ms, 50.0),
-            "single_p99_ms": percentile(&single_ms, 99.0),
-        })
-    );
+    let mut result = json!({
+        "services": bench.services.len(),
+        "concurrency": args.concurrency,
+        "batch_requests": totals.requests,
+        "batch_s": batch_s,
+        "batch_per_s": totals.requests as f64 / batch_s,
+        "batch_matched_rows": totals.matched,
+        "batch_erased_rows": totals.erased,
+        "batch_export_bytes": totals.export_bytes,
+        "single_n": single_ms.len(),
+        "single_p50_ms": percentile(&single_ms, 50.0),
+        "single_p99_ms": percentile(&single_ms, 99.0),
+    });
+    if let Some(result) = result.as_object_mut() {
+        before.record(&after, totals.requests, "batch", result);
+    }
+    println!("{result}");
     Ok(())
 }
 
@@ -217,16 +218,11 @@ impl Totals {
     }
 }
 
-/// PostgreSQL's busy time in this database (ms) and its committed transactions, once every
-/// connection has flushed its statistics: a connection that goes idle within a second of its
-/// last flush flushes again only after 10 seconds of idleness.
-async fn database_activity(pool: &PgPool) -> sqlx::Result<(f64, i64)> {
+/// PostgreSQL's counters once every connection has flushed its statistics: a connection that
+/// goes idle within a second of its last flush flushes again only after 10 seconds of idleness.
+async fn settled_activity(pool: &PgPool) -> sqlx::Result<Activity> {
     tokio::time::sleep(Duration::from_secs(11)).await;
-    sqlx::query_as(
-        "SELECT active_time, xact_commit FROM pg_stat_database WHERE datname = current_database()",
-    )
-    .fetch_one(pool)
-    .await
+    Activity::read(pool).await
 }
 
 fn percentile(sorted: &[f64], p: f64) -> Option<f64> {

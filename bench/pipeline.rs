@@ -31,6 +31,9 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
+mod activity;
+use activity::Activity;
+
 #[derive(Parser)]
 struct Args {
     /// The server, e.g. http://127.0.0.1:8080.
@@ -139,17 +142,6 @@ impl Client {
         }
     }
 
-    /// PostgreSQL's busy time in this database (ms) and its committed transactions.
-    async fn db_activity(&self) -> anyhow::Result<(f64, i64)> {
-        let row = sqlx::query(
-            "SELECT active_time, xact_commit FROM pg_stat_database
-              WHERE datname = current_database()",
-        )
-        .fetch_one(&self.db)
-        .await?;
-        Ok((row.get(0), row.get(1)))
-    }
-
     /// Polls a request through the API every 10 ms until it is COMPLETED or ERROR (or 30 s
     /// passed).
     async fn wait_one(&self, id: Uuid, start: Instant) -> anyhow::Result<()> {
@@ -235,14 +227,14 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let work = mix(&emails[..2 * args.batch], args.batch);
-    let before = client.db_activity().await?;
+    let before = Activity::read(&client.db).await?;
     let start = Instant::now();
     let (ids, statuses) = client.batch(&work).await;
     let submit_s = start.elapsed().as_secs_f64();
     let (done, errors) = client.wait(&ids, start, args.timeout).await?;
     let elapsed = start.elapsed().as_secs_f64();
     tokio::time::sleep(STATS_FLUSH).await;
-    let after = client.db_activity().await?;
+    let after = Activity::read(&client.db).await?;
     let mut rejected: Vec<u16> = statuses
         .into_iter()
         .filter(|s| !matches!(s, 200 | 202))
@@ -260,7 +252,6 @@ async fn main() -> anyhow::Result<()> {
         .bind(&ids)
         .fetch_one(&client.db)
         .await?;
-    let per_request = |x: f64| x / (done.max(1) as f64);
     result.insert("batch_requests".into(), json!(work.len()));
     result.insert("batch_accepted".into(), json!(ids.len()));
     result.insert("batch_rejected_statuses".into(), json!(rejected));
@@ -274,17 +265,10 @@ async fn main() -> anyhow::Result<()> {
         "batch_completed_per_s".into(),
         json!((elapsed > 0.0).then(|| done as f64 / elapsed)),
     );
-    result.insert(
-        "batch_db_active_ms_per_request".into(),
-        json!(per_request(after.0 - before.0)),
-    );
-    result.insert(
-        "batch_commits_per_request".into(),
-        json!(per_request((after.1 - before.1) as f64)),
-    );
+    before.record(&after, done as usize, "batch", &mut result);
     result.insert("batch_jobs".into(), json!(jobs));
 
-    let before = client.db_activity().await?;
+    let before = Activity::read(&client.db).await?;
     let (mut latencies, mut server_ms) = (Vec::new(), Vec::new());
     for email in &emails[2 * args.batch..2 * args.batch + args.singles] {
         let start = Instant::now();
@@ -303,7 +287,7 @@ async fn main() -> anyhow::Result<()> {
         server_ms.push(server.unwrap_or(f64::NAN));
     }
     tokio::time::sleep(STATS_FLUSH).await;
-    let after = client.db_activity().await?;
+    let after = Activity::read(&client.db).await?;
     result.insert("single_n".into(), json!(latencies.len()));
     result.insert("single_p50_ms".into(), json!(percentile(&latencies, 50.0)));
     result.insert("single_p99_ms".into(), json!(percentile(&latencies, 99.0)));
@@ -311,10 +295,7 @@ async fn main() -> anyhow::Result<()> {
         "single_server_p50_ms".into(),
         json!(percentile(&server_ms, 50.0)),
     );
-    result.insert(
-        "single_db_active_ms_per_request".into(),
-        json!((after.0 - before.0) / latencies.len().max(1) as f64),
-    );
+    before.record(&after, latencies.len(), "single", &mut result);
     println!("{}", Value::Object(result));
     Ok(())
 }
