@@ -183,8 +183,9 @@ async fn store_archive(
     .bind(expires)
     .execute(&mut *conn)
     .await?;
-    // The rows now live in the archive only, which expires.
-    sqlx::query("UPDATE gdpr_jobs SET result = NULL WHERE request_id = $1")
+    // The rows now live in the archive only, which expires. (Only the jobs that hold rows are
+    // written: the others, and the finalize job, need no new row version.)
+    sqlx::query("UPDATE gdpr_jobs SET result = NULL WHERE request_id = $1 AND result IS NOT NULL")
         .bind(request_id)
         .execute(conn)
         .await?;
