@@ -41,9 +41,11 @@ pub async fn run(worker: &Worker, job: &Claimed) -> anyhow::Result<()> {
 }
 
 /// Finalizes `job`'s request in the caller's transaction and completes `job`; the caller has
-/// marked the request `FINALIZING` (a unit that finishes the request's last service job did so
-/// as it released `job`). Returns whether the worker still held the job: when not, another
-/// worker took it over and nothing done here may stay (the caller rolls back).
+/// marked the request `FINALIZING` (a guarded unit that finishes the request's last service job
+/// did so as it released `job`), unless the request finishes in the transaction that finished
+/// its last service job, where no other status would be seen (see
+/// [`queue::take_finalize_after`]). Returns whether the worker still held the job: when not,
+/// another worker took it over and nothing done here may stay (the caller rolls back).
 pub async fn finish(worker: &Worker, tx: &mut PgConnection, job: &Claimed) -> anyhow::Result<bool> {
     let work = &job.work;
     let request_type = RequestType::parse(&work.request_type)

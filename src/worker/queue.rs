@@ -269,11 +269,7 @@ pub async fn await_callback(
 /// does not see its own changes); the request is written only when its status changes.
 /// Returns whether the finalize job is now ready.
 pub async fn after_service_job(conn: &mut PgConnection, request_id: Uuid) -> sqlx::Result<bool> {
-    let current: String =
-        sqlx::query_scalar("SELECT status FROM gdpr_requests WHERE id = $1 FOR UPDATE")
-            .bind(request_id)
-            .fetch_one(&mut *conn)
-            .await?;
+    let current = lock_request(conn, request_id).await?;
     let jobs: Vec<JobState> = sqlx::query_as(
         "WITH released AS (
             UPDATE gdpr_jobs SET status = 'queued', run_at = now()
@@ -302,8 +298,41 @@ pub async fn after_service_job(conn: &mut PgConnection, request_id: Uuid) -> sql
     Ok(ready)
 }
 
-/// Takes the ready finalize job of a request for `worker`, as a claim would (see
-/// [`after_service_job`]); `None` when it is not ready or another worker has it.
+/// Locks a request's row; returns its status.
+async fn lock_request(conn: &mut PgConnection, request_id: Uuid) -> sqlx::Result<String> {
+    sqlx::query_scalar("SELECT status FROM gdpr_requests WHERE id = $1 FOR UPDATE")
+        .bind(request_id)
+        .fetch_one(conn)
+        .await
+}
+
+/// [`after_service_job`] for a worker that finalizes the request in the transaction that
+/// finished its service jobs (and that rolls back whole if the finalization fails): when they
+/// were the request's last, the finalize job goes straight from waiting to `worker` (no other
+/// worker could take it before this transaction commits) and the request's status is left to
+/// the finalization, which writes the final one: no `FINALIZING` that nobody could see, no
+/// wake-up for other workers. Otherwise the request's status follows its jobs, as
+/// [`after_service_job`] has it.
+pub async fn take_finalize_after(
+    conn: &mut PgConnection,
+    request_id: Uuid,
+    worker: &str,
+    lease: Duration,
+) -> sqlx::Result<Option<Claimed>> {
+    let current = lock_request(conn, request_id).await?;
+    let taken = take_finalize(conn, request_id, worker, lease).await?;
+    if taken.is_none() {
+        let jobs = job_states(conn, request_id).await?;
+        if derive(&jobs).as_str() != current {
+            set_status(conn, request_id, &jobs).await?;
+        }
+    }
+    Ok(taken)
+}
+
+/// Takes the finalize job of a request for `worker`, as a claim would: the one that
+/// [`after_service_job`] made ready, or one still waiting whose service jobs are all done (see
+/// [`take_finalize_after`]); `None` when it is not ready or another worker has it.
 pub async fn take_finalize(
     conn: &mut PgConnection,
     request_id: Uuid,
@@ -315,8 +344,12 @@ pub async fn take_finalize(
             SET status = 'running', attempts = j.attempts + 1, locked_by = $3,
                 locked_until = now() + make_interval(secs => $4)
            FROM gdpr_requests r
-          WHERE j.request_id = $1 AND j.service = $2 AND j.status = 'queued'
-            AND r.id = j.request_id
+          WHERE j.request_id = $1 AND j.service = $2 AND r.id = j.request_id
+            AND (j.status = 'queued'
+                 OR (j.status = 'waiting'
+                     AND NOT EXISTS (SELECT 1 FROM gdpr_jobs o
+                                      WHERE o.request_id = $1 AND o.service <> $2
+                                        AND o.status NOT IN ('completed', 'error'))))
       RETURNING j.id, j.request_id, j.service, j.action, j.phase, j.attempts, j.max_attempts,
                 j.last_error, r.org_id, r.request_type, r.terms, r.replacement_terms",
     )
@@ -340,13 +373,18 @@ struct JobState {
 /// Sets a request's status from its jobs (never once it is terminal), then its parent's from
 /// its siblings.
 pub async fn refresh_status(conn: &mut PgConnection, request_id: Uuid) -> sqlx::Result<()> {
-    let jobs: Vec<JobState> = sqlx::query_as(
+    let jobs = job_states(conn, request_id).await?;
+    set_status(conn, request_id, &jobs).await
+}
+
+/// A request's jobs as they are now.
+async fn job_states(conn: &mut PgConnection, request_id: Uuid) -> sqlx::Result<Vec<JobState>> {
+    sqlx::query_as(
         "SELECT service, action, status, phase, attempts FROM gdpr_jobs WHERE request_id = $1",
     )
     .bind(request_id)
-    .fetch_all(&mut *conn)
-    .await?;
-    set_status(conn, request_id, &jobs).await
+    .fetch_all(conn)
+    .await
 }
 
 /// Sets a request's status from `jobs`, its jobs as they are now (see [`refresh_status`]).

@@ -192,21 +192,25 @@ impl Worker {
             finished |= !completed.is_empty();
         }
         let mut finalized = None;
-        if finished {
+        if finished && guarded {
             if queue::after_service_job(&mut tx, request_id).await? {
-                finalized = match guarded {
-                    true => self.finalize_now(&mut tx, request_id).await,
-                    false => match self.finalize_in(&mut tx, request_id).await {
-                        Ok(finalized) => finalized,
-                        Err(e) => {
-                            tracing::debug!(
-                                %request_id, error = %format!("{e:#}"),
-                                "the finalization failed; the unit runs again, guarded"
-                            );
-                            return Ok(Err(Stopped::Failed));
-                        }
-                    },
-                };
+                finalized = self.finalize_now(&mut tx, request_id).await;
+            }
+        } else if finished {
+            // A failure undoes the whole run, the finalize job's taking included.
+            let lease = std::time::Duration::from_secs(self.settings.lease_secs);
+            let taken = queue::take_finalize_after(&mut tx, request_id, &self.id, lease).await?;
+            if let Some(job) = taken {
+                match self.finalize_taken(&mut tx, job).await {
+                    Ok(done) => finalized = Some(done),
+                    Err(e) => {
+                        tracing::debug!(
+                            %request_id, error = %format!("{e:#}"),
+                            "the finalization failed; the unit runs again, guarded"
+                        );
+                        return Ok(Err(Stopped::Failed));
+                    }
+                }
             }
         } else if searched {
             queue::refresh_status(&mut tx, request_id).await?;
@@ -248,23 +252,33 @@ impl Worker {
         })
     }
 
-    /// Takes the request's finalize job, when it is ready, and finalizes the request in `tx`.
-    /// Returns the job and how long it took; on `Err` the caller undoes what was done here.
+    /// Takes the request's finalize job, when it is ready, and finalizes the request in `tx`
+    /// (see [`Worker::finalize_taken`]).
     async fn finalize_in(
         &self,
         tx: &mut PgConnection,
         request_id: Uuid,
     ) -> anyhow::Result<Option<(Claimed, std::time::Duration)>> {
-        let started = std::time::Instant::now();
         let lease = std::time::Duration::from_secs(self.settings.lease_secs);
-        let Some(job) = queue::take_finalize(tx, request_id, &self.id, lease).await? else {
-            return Ok(None);
-        };
+        match queue::take_finalize(tx, request_id, &self.id, lease).await? {
+            Some(job) => Ok(Some(self.finalize_taken(tx, job).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Finalizes the request of `job`, a finalize job this worker took, in `tx`. Returns the
+    /// job and how long it took; on `Err` the caller undoes what was done here.
+    async fn finalize_taken(
+        &self,
+        tx: &mut PgConnection,
+        job: Claimed,
+    ) -> anyhow::Result<(Claimed, std::time::Duration)> {
+        let started = std::time::Instant::now();
         anyhow::ensure!(
             finalize::finish(self, tx, &job).await?,
             "another worker took the finalize job over"
         );
-        Ok(Some((job, started.elapsed())))
+        Ok((job, started.elapsed()))
     }
 
     /// Carries out a job's action on its service's tables in `conn`'s database; `guarded`, in a
