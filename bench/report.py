@@ -69,6 +69,19 @@ def direct(r, key):
     return r.get("direct", {}).get(key)
 
 
+def written(phase):
+    """Rows inserted / updated (HOT) / deleted per request, from bench/activity.rs."""
+    g = lambda k: phase.get(f"batch_rows_{k}_per_request")
+    if g("updated") is None:
+        return "–"
+    return f"{f(g('inserted'))} / {f(g('updated'))} ({f(g('hot_updated'))}) / {f(g('deleted'))}"
+
+
+def wal(phase):
+    b = phase.get("batch_wal_bytes_per_request")
+    return "–" if b is None else f"{f(b / 1024)} KiB"
+
+
 def pipeline_ratio(r):
     base = direct(r, "batch_per_s")
     done = r["pipeline"]["batch_completed_per_s"]
@@ -152,6 +165,9 @@ out.append(row("PostgreSQL busy time per request (batch)",
                lambda r: f"{f(r['pipeline']['batch_db_active_ms_per_request'], 1)} ms"))
 out.append(row("committed transactions per request (batch)",
                lambda r: f(r["pipeline"].get("batch_commits_per_request"), 1)))
+out.append(row("rows written per request: inserted / updated (of which HOT) / deleted (batch)",
+               lambda r: written(r["pipeline"])))
+out.append(row("WAL written per request (batch)", lambda r: wal(r["pipeline"])))
 out.append(row(f"single erasure submit→COMPLETED p50 (client, 10 ms polling)",
                lambda r: f"{f(r['pipeline']['single_p50_ms'], 0)} ms"))
 out.append(row("single erasure submit→COMPLETED p99",
@@ -170,6 +186,9 @@ out.append(row("PostgreSQL busy time per request (batch)",
                lambda r: f"{f(direct(r, 'batch_db_active_ms_per_request'), 1)} ms"))
 out.append(row("committed transactions per request (batch)",
                lambda r: f(direct(r, "batch_commits_per_request"), 1)))
+out.append(row("rows written per request: inserted / updated (of which HOT) / deleted (batch)",
+               lambda r: written(r.get("direct") or {})))
+out.append(row("WAL written per request (batch)", lambda r: wal(r.get("direct") or {})))
 out.append(row("rows found / erased / exported bytes (batch)",
                lambda r: f"{i(direct(r, 'batch_matched_rows') or 0)} / {i(direct(r, 'batch_erased_rows') or 0)}"
                          f" / {i(direct(r, 'batch_export_bytes') or 0)}"))
