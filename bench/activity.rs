@@ -18,7 +18,8 @@ pub struct Activity {
     /// database is the only one at work).
     wal_bytes: f64,
     /// Rows inserted, updated (of which HOT: no index touched) and deleted in the database's
-    /// tables.
+    /// tables; not in temporary tables (the executor's working tables), whose counters go with
+    /// the session that made them.
     inserted: i64,
     updated: i64,
     hot_updated: i64,
@@ -39,7 +40,8 @@ impl Activity {
                             coalesce(sum(n_tup_upd), 0)::int8 AS updated,
                             coalesce(sum(n_tup_hot_upd), 0)::int8 AS hot_updated,
                             coalesce(sum(n_tup_del), 0)::int8 AS deleted
-                       FROM pg_stat_user_tables) t
+                       FROM pg_stat_user_tables
+                      WHERE schemaname NOT LIKE 'pg\\_temp\\_%') t
               WHERE d.datname = current_database()",
         )
         .fetch_one(db)
