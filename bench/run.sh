@@ -280,13 +280,15 @@ PY
   org=$(q -c 'SELECT id FROM organizations LIMIT 1')
   cat >"$out/search.sql" <<SQL
 \set k random(1, $nkeys)
-SELECT s.record, count(*) OVER () AS total
-  FROM subject_identifiers i
-  JOIN subjects s ON s.id = i.subject_id
- WHERE i.org_id = '$org' AND i.id_type = (SELECT id_type FROM bench_keys WHERE n = :k)
-   AND i.value = (SELECT value FROM bench_keys WHERE n = :k)
- ORDER BY s.kind, s.ref_key
- LIMIT 100 OFFSET 0;
+SELECT s.record, page.total
+  FROM (SELECT i.subject_id, i.kind, i.ref_key, count(*) OVER () AS total
+          FROM subject_identifiers i
+         WHERE i.org_id = '$org' AND i.id_type = (SELECT id_type FROM bench_keys WHERE n = :k)
+           AND i.value = (SELECT value FROM bench_keys WHERE n = :k)
+         ORDER BY i.kind, i.ref_key
+         LIMIT 100 OFFSET 0) page
+  JOIN subjects s ON s.id = page.subject_id
+ ORDER BY page.kind, page.ref_key;
 SQL
   log "pgbench: $conns clients, ${duration}s"
   active0=$(q -c 'SELECT active_time FROM pg_stat_database WHERE datname = current_database()')
@@ -303,10 +305,13 @@ SQL
   k=$(( (RANDOM % nkeys) + 1 ))
   q >"$out/explain-$n.txt" <<SQL
 PREPARE search(uuid, text, text) AS
-SELECT s.record, count(*) OVER () AS total
-  FROM subject_identifiers i JOIN subjects s ON s.id = i.subject_id
- WHERE i.org_id = \$1 AND i.id_type = \$2 AND i.value = \$3
- ORDER BY s.kind, s.ref_key LIMIT 100 OFFSET 0;
+SELECT s.record, page.total
+  FROM (SELECT i.subject_id, i.kind, i.ref_key, count(*) OVER () AS total
+          FROM subject_identifiers i
+         WHERE i.org_id = \$1 AND i.id_type = \$2 AND i.value = \$3
+         ORDER BY i.kind, i.ref_key LIMIT 100 OFFSET 0) page
+  JOIN subjects s ON s.id = page.subject_id
+ ORDER BY page.kind, page.ref_key;
 SELECT format('EXECUTE search(%L, %L, %L)', '$org', id_type, value) FROM bench_keys WHERE n = $k \gset
 EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) :format
 SQL

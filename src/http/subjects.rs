@@ -32,8 +32,10 @@ pub struct SearchQuery {
 /// Every index record whose identifier of type `searchType` equals `searchValue` once both are
 /// normalized (phone numbers to E.164, email addresses case-folded, names and addresses
 /// case- and accent-folded with white space collapsed, social handles without a leading `@`).
-/// Members of a merge set come back one by one, each with its `canonicalContactId`. Requires
-/// the permission `gdpr:subject:view`.
+/// Members of a merge set come back one by one, each with its `canonicalContactId`. Results
+/// come by kind of record (dialer contacts, external contacts, journey customers, users) and,
+/// within a kind, by the record's own id, so pages are stable. Requires the permission
+/// `gdpr:subject:view`.
 #[utoipa::path(
     get,
     path = "/api/v2/gdpr/subjects",

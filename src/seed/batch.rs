@@ -96,7 +96,8 @@ impl Table {
                 "COPY subjects (org_id, id, kind, ref_key, record, canonical_contact_id) FROM STDIN"
             }
             Table::SubjectIdentifiers => {
-                "COPY subject_identifiers (org_id, id_type, value, subject_id) FROM STDIN"
+                "COPY subject_identifiers (org_id, id_type, value, subject_id, kind, ref_key) \
+                 FROM STDIN"
             }
         }
     }
@@ -147,7 +148,13 @@ impl Batch {
         for (kind, value) in &record.identifiers {
             self.row(
                 Table::SubjectIdentifiers,
-                &[Some(kind.as_str()), Some(value.as_str()), Some(&id)],
+                &[
+                    Some(kind.as_str()),
+                    Some(value.as_str()),
+                    Some(&id),
+                    Some(record.key.kind.as_str()),
+                    Some(&record.key.key),
+                ],
             );
         }
         Ok(())

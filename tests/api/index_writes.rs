@@ -442,22 +442,41 @@ async fn the_index_keeps_no_identifier_without_its_record(pool: PgPool) {
         .await
         .unwrap();
 
-    // An identifier of no record is refused, as a foreign key would refuse it.
-    let orphan = sqlx::query(
-        "INSERT INTO subject_identifiers (org_id, id_type, value, subject_id)
-         VALUES ($1, 'EMAIL', 'nobody@example.com', $2)",
-    )
-    .bind(org)
-    .bind(uuid::Uuid::now_v7())
-    .execute(&app.pool)
-    .await
-    .unwrap_err();
-    let code = orphan.as_database_error().and_then(|e| e.code());
-    assert_eq!(code.as_deref(), Some("23503"), "{orphan}");
-    // So is moving identifiers to another record, or a record to another organization.
+    // An identifier of no record is refused, as a foreign key would refuse it; so is one that
+    // names its record with another kind or key than the record's own (the search orders by
+    // the identifier's copy of them).
+    let user: uuid::Uuid = sqlx::query_scalar("SELECT id FROM subjects WHERE ref_key = 'u-jonas'")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    for (subject, kind, key) in [
+        (uuid::Uuid::now_v7(), "user", "u-nobody"),
+        (user, "externalContact", "u-jonas"),
+        (user, "user", "u-someone-else"),
+    ] {
+        let orphan = sqlx::query(
+            "INSERT INTO subject_identifiers (org_id, id_type, value, subject_id, kind, ref_key)
+             VALUES ($1, 'EMAIL', 'nobody@example.com', $2, $3, $4)",
+        )
+        .bind(org)
+        .bind(subject)
+        .bind(kind)
+        .bind(key)
+        .execute(&app.pool)
+        .await
+        .unwrap_err();
+        let code = orphan.as_database_error().and_then(|e| e.code());
+        assert_eq!(code.as_deref(), Some("23503"), "{kind} {orphan}");
+    }
+    // So is moving identifiers to another record, a record to another organization, or giving
+    // either another kind or key.
     for change in [
         "UPDATE subject_identifiers SET subject_id = gen_random_uuid()",
         "UPDATE subjects SET org_id = gen_random_uuid()",
+        "UPDATE subjects SET ref_key = ref_key || '-2'",
+        "UPDATE subjects SET kind = 'user' WHERE kind = 'externalContact'",
+        "UPDATE subject_identifiers SET ref_key = ref_key || '-2'",
+        "UPDATE subject_identifiers SET kind = 'user' WHERE kind = 'externalContact'",
     ] {
         let error = sqlx::query(change).execute(&app.pool).await.unwrap_err();
         let code = error.as_database_error().and_then(|e| e.code());

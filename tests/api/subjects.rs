@@ -164,6 +164,66 @@ async fn pages_of_a_large_result(pool: PgPool) {
 }
 
 #[sqlx::test]
+async fn a_common_name_pages_through_every_record_in_kind_and_key_order(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let token = app
+        .token("demo", &["gdpr:subject:view", "gdpr:index:write"])
+        .await;
+    let record = |kind: &str, n: usize| {
+        let (field, key) = match kind {
+            "user" => ("userId", format!("u-{n:02}")),
+            _ => ("externalContactId", format!("ec-{n:02}")),
+        };
+        json!({field: key, "name": "Kim Lee", "emailAddresses": [format!("{key}@example.com")]})
+    };
+    // A first import goes straight into the index, a later one through the merge (which
+    // replaces known records and adds new ones): both write the identifiers.
+    let first: Vec<Value> = (0..20)
+        .rev()
+        .filter(|n| n % 2 == 0)
+        .flat_map(|n| [record("user", n), record("externalContact", n)])
+        .collect();
+    app.index(&token, Value::Array(first)).await;
+    let second: Vec<Value> = (0..20)
+        .flat_map(|n| [record("externalContact", n), record("user", n)])
+        .collect();
+    app.index(&token, Value::Array(second)).await;
+
+    let mut seen = Vec::new();
+    for page in 1..=6 {
+        let response = app
+            .http
+            .get(app.url("/api/v2/gdpr/subjects"))
+            .bearer_auth(&token)
+            .query(&[
+                ("searchType", "NAME"),
+                ("searchValue", "kim  LEE"),
+                ("pageSize", "7"),
+                ("pageNumber", &page.to_string()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["total"], 40, "page {page}");
+        assert_eq!(body["pageCount"], 6, "page {page}");
+        let entities = body["entities"].as_array().unwrap();
+        assert_eq!(entities.len(), if page < 6 { 7 } else { 5 }, "page {page}");
+        for e in entities {
+            let key = e["externalContactId"].as_str().or(e["userId"].as_str());
+            seen.push(key.unwrap().to_owned());
+        }
+    }
+    // External contacts before users (the kinds' order), each kind by its key.
+    let expected: Vec<String> = (0..20)
+        .map(|n| format!("ec-{n:02}"))
+        .chain((0..20).map(|n| format!("u-{n:02}")))
+        .collect();
+    assert_eq!(seen, expected);
+}
+
+#[sqlx::test]
 async fn no_match_is_an_empty_listing(pool: PgPool) {
     let (app, token) = app_with_people(pool).await;
     let response = app.search(&token, "EMAIL", "nobody@example.com").await;
