@@ -688,7 +688,7 @@ async fn existing(
     let in_flight: Option<Uuid> = sqlx::query_scalar(
         "SELECT id FROM gdpr_requests
           WHERE org_id = $1 AND request_type = $2 AND subject_hash = $3 AND parent_id IS NULL
-            AND status NOT IN ('COMPLETED', 'ERROR')",
+            AND in_flight",
     )
     .bind(caller.org_id)
     .bind(request_type.as_str())
