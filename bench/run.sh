@@ -21,7 +21,8 @@
 #   3. with the load client bench/pipeline.rs (built with the binary; HTTP connections kept
 #      alive, so that it takes little of the cores it shares with gdprd and PostgreSQL), after
 #      an unmeasured warm-up batch (the server has yet to prepare the pipeline's statements on
-#      its connections), submits a batch of GDPR_DELETE and GDPR_EXPORT requests for distinct
+#      its connections, and the new database's job queue has yet to hold a history; the queue
+#      tables are analyzed after it, as autovacuum does in a running service), submits a batch of GDPR_DELETE and GDPR_EXPORT requests for distinct
 #      people at once and times them to COMPLETED, then times single erasures
 #      submit -> COMPLETED (polling every 10 ms);
 #      then runs the same mix of requests for other people as their services' SQL alone
@@ -31,8 +32,8 @@
 # Then bench/report.py writes BENCHMARKS.md and bench/latency.png.
 #
 # Tunables (environment): BENCH_DURATION (seconds per search run, default 15),
-# BENCH_CONNECTIONS (default 32), BENCH_BATCH (erasures and as many exports, default 100),
-# BENCH_WARMUP (erasures and as many exports of an unmeasured warm-up batch, default 20),
+# BENCH_CONNECTIONS (default 32), BENCH_BATCH (erasures and as many exports, default 300),
+# BENCH_WARMUP (erasures and as many exports of an unmeasured warm-up batch, default 300),
 # BENCH_SINGLES (default 20), BENCH_PIPELINE_TIMEOUT (seconds, default 120),
 # BENCH_WORKER_CONCURRENCY (GDPRD_WORKER_CONCURRENCY of the server, default: gdprd's default),
 # BENCH_SKIP_BUILD=1 (use the release binary as it is, without `cargo build --release --locked`).
@@ -49,8 +50,8 @@ sizes=("$@")
 ((${#sizes[@]})) || sizes=(10000 100000)
 duration=${BENCH_DURATION:-15}
 conns=${BENCH_CONNECTIONS:-32}
-batch=${BENCH_BATCH:-100}
-warmup=${BENCH_WARMUP:-20}
+batch=${BENCH_BATCH:-300}
+warmup=${BENCH_WARMUP:-300}
 singles=${BENCH_SINGLES:-20}
 pipeline_timeout=${BENCH_PIPELINE_TIMEOUT:-120}
 out=$repo/.build/bench
