@@ -12,9 +12,10 @@ use crate::auth::cache::TokenDigest;
 use crate::wire::{GdprSubject, Page};
 
 /// One page of the index records whose normalized identifier of `kind` equals `value`, and how
-/// many there are in all. One statement: the matches are counted and paged in subject_identifiers'
-/// primary key alone, which holds them in the order of the results (their records' kind and key),
-/// and only the page's records are fetched, so a common name costs no more than a rare one.
+/// many there are in all. One statement: the matches are counted and paged in
+/// subject_identifiers' primary key alone, which holds them in the order of the results (their
+/// records' kind and key), and only the page's records are fetched: the cost follows the page
+/// returned, not how many records share a common name.
 ///
 /// With `confirm`, the digest of the caller's bearer token, the same statement also confirms that
 /// the token is live and its client enabled, of organization `org_id` and allowed to search; when

@@ -184,6 +184,32 @@ impl TestApp {
         body["entities"].as_array().unwrap().clone()
     }
 
+    /// Page `number` of `size` of a search that must succeed: the whole listing.
+    pub async fn search_page(
+        &self,
+        token: &str,
+        search_type: &str,
+        value: &str,
+        size: u32,
+        number: u32,
+    ) -> Value {
+        let response = self
+            .http
+            .get(self.url("/api/v2/gdpr/subjects"))
+            .bearer_auth(token)
+            .query(&[
+                ("searchType", search_type),
+                ("searchValue", value),
+                ("pageSize", &size.to_string()),
+                ("pageNumber", &number.to_string()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "search {search_type}");
+        response.json().await.unwrap()
+    }
+
     pub async fn write_index(&self, token: &str, records: &Value) -> Response {
         self.http
             .post(self.url("/api/v2/gdpr/index/subjects"))

@@ -138,20 +138,7 @@ async fn members_of_a_merge_set_come_back_one_by_one(pool: PgPool) {
 #[sqlx::test]
 async fn pages_of_a_large_result(pool: PgPool) {
     let (app, token) = app_with_people(pool).await;
-    let response = app
-        .http
-        .get(app.url("/api/v2/gdpr/subjects"))
-        .bearer_auth(&token)
-        .query(&[
-            ("searchType", "NAME"),
-            ("searchValue", "Ana García"),
-            ("pageSize", "2"),
-            ("pageNumber", "2"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let body: Value = response.json().await.unwrap();
+    let body = app.search_page(&token, "NAME", "Ana García", 2, 2).await;
     assert_eq!(ids(body["entities"].as_array().unwrap()), ["ec-other-ana"]);
     assert_eq!(body["total"], 3);
     assert_eq!(body["pageCount"], 2);
@@ -191,21 +178,7 @@ async fn a_common_name_pages_through_every_record_in_kind_and_key_order(pool: Pg
 
     let mut seen = Vec::new();
     for page in 1..=6 {
-        let response = app
-            .http
-            .get(app.url("/api/v2/gdpr/subjects"))
-            .bearer_auth(&token)
-            .query(&[
-                ("searchType", "NAME"),
-                ("searchValue", "kim  LEE"),
-                ("pageSize", "7"),
-                ("pageNumber", &page.to_string()),
-            ])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
-        let body: Value = response.json().await.unwrap();
+        let body = app.search_page(&token, "NAME", "kim  LEE", 7, page).await;
         assert_eq!(body["total"], 40, "page {page}");
         assert_eq!(body["pageCount"], 6, "page {page}");
         let entities = body["entities"].as_array().unwrap();
