@@ -240,9 +240,14 @@ impl Worker {
         }
     }
 
+    /// How long a job this worker takes stays its own before another worker may take it over.
+    fn lease(&self) -> Duration {
+        Duration::from_secs(self.settings.lease_secs)
+    }
+
     /// Claims up to `limit` jobs, those of the `busy` requests last (see [`queue::claim`]).
     async fn claim(&self, limit: usize, busy: &[Uuid]) -> anyhow::Result<Vec<Claimed>> {
-        let lease = Duration::from_secs(self.settings.lease_secs);
+        let lease = self.lease();
         // A claim lost to a crash leaves its jobs queued, so it need not wait for the disk.
         let mut tx = self.begin().await?;
         let claimed =

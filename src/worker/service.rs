@@ -198,8 +198,8 @@ impl Worker {
             }
         } else if finished {
             // A failure undoes the whole run, the finalize job's taking included.
-            let lease = std::time::Duration::from_secs(self.settings.lease_secs);
-            let taken = queue::take_finalize_after(&mut tx, request_id, &self.id, lease).await?;
+            let taken =
+                queue::take_finalize_after(&mut tx, request_id, &self.id, self.lease()).await?;
             if let Some(job) = taken {
                 match self.finalize_taken(&mut tx, job).await {
                     Ok(done) => finalized = Some(done),
@@ -259,8 +259,7 @@ impl Worker {
         tx: &mut PgConnection,
         request_id: Uuid,
     ) -> anyhow::Result<Option<(Claimed, std::time::Duration)>> {
-        let lease = std::time::Duration::from_secs(self.settings.lease_secs);
-        match queue::take_finalize(tx, request_id, &self.id, lease).await? {
+        match queue::take_finalize(tx, request_id, &self.id, self.lease()).await? {
             Some(job) => Ok(Some(self.finalize_taken(tx, job).await?)),
             None => Ok(None),
         }
