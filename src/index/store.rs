@@ -11,6 +11,22 @@ use crate::auth::Permission;
 use crate::auth::cache::TokenDigest;
 use crate::wire::{GdprSubject, Page};
 
+/// The page of a search's matches, in result order, each with the count of them all: the
+/// subquery both forms of [`search`] share. `$condition` is a further condition of theirs.
+macro_rules! page_of_matches {
+    ($condition:literal) => {
+        concat!(
+            "SELECT i.subject_id, i.kind, i.ref_key, count(*) OVER () AS total
+               FROM subject_identifiers i
+              WHERE ",
+            $condition,
+            " AND i.org_id = $1 AND i.id_type = $2 AND i.value = $3
+              ORDER BY i.kind, i.ref_key
+              LIMIT $4 OFFSET $5"
+        )
+    };
+}
+
 /// One page of the index records whose normalized identifier of `kind` equals `value`, and how
 /// many there are in all. One statement: the matches are counted and paged in
 /// subject_identifiers' primary key alone, which holds them in the order of the results (their
@@ -30,16 +46,13 @@ pub async fn search(
 ) -> sqlx::Result<Option<(Vec<GdprSubject>, i64)>> {
     let rows: Vec<(Option<Json<GdprSubject>>, Option<i64>)> = match confirm {
         None => {
-            sqlx::query_as(
-                "SELECT s.record, page.total
-                   FROM (SELECT i.subject_id, i.kind, i.ref_key, count(*) OVER () AS total
-                           FROM subject_identifiers i
-                          WHERE i.org_id = $1 AND i.id_type = $2 AND i.value = $3
-                          ORDER BY i.kind, i.ref_key
-                          LIMIT $4 OFFSET $5) page
-                   JOIN subjects s ON s.id = page.subject_id
-                  ORDER BY page.kind, page.ref_key",
-            )
+            sqlx::query_as(concat!(
+                "SELECT s.record, page.total FROM (",
+                page_of_matches!("true"),
+                ") page
+                     JOIN subjects s ON s.id = page.subject_id
+                    ORDER BY page.kind, page.ref_key"
+            ))
             .bind(org_id)
             .bind(kind.as_str())
             .bind(value.as_str())
@@ -52,8 +65,9 @@ pub async fn search(
             // One row when the token is not confirmed (no record), else one per record found
             // or, with none found, one without a record. The confirmation is materialized:
             // inlined, it would be evaluated once for each of its two uses.
-            let rows: Vec<(bool, Option<Json<GdprSubject>>, Option<i64>)> = sqlx::query_as(
-                "WITH caller AS MATERIALIZED (
+            let rows: Vec<(bool, Option<Json<GdprSubject>>, Option<i64>)> =
+                sqlx::query_as(concat!(
+                    "WITH caller AS MATERIALIZED (
                      SELECT EXISTS (
                          SELECT 1 FROM access_tokens t JOIN api_clients c ON c.id = t.client_id
                           WHERE t.token_hash = $6 AND t.revoked_at IS NULL
@@ -65,26 +79,22 @@ pub async fn search(
                    FROM caller
                    LEFT JOIN LATERAL (
                        SELECT s.record, page.total, page.kind, page.ref_key
-                         FROM (SELECT i.subject_id, i.kind, i.ref_key,
-                                      count(*) OVER () AS total
-                                 FROM subject_identifiers i
-                                WHERE caller.confirmed
-                                  AND i.org_id = $1 AND i.id_type = $2 AND i.value = $3
-                                ORDER BY i.kind, i.ref_key
-                                LIMIT $4 OFFSET $5) page
+                         FROM (",
+                    page_of_matches!("caller.confirmed"),
+                    ") page
                          JOIN subjects s ON s.id = page.subject_id
                    ) found ON true
-                  ORDER BY found.kind, found.ref_key",
-            )
-            .bind(org_id)
-            .bind(kind.as_str())
-            .bind(value.as_str())
-            .bind(page.size)
-            .bind(page.offset())
-            .bind(digest)
-            .bind(Permission::SubjectView.as_str())
-            .fetch_all(&mut *conn)
-            .await?;
+                  ORDER BY found.kind, found.ref_key"
+                ))
+                .bind(org_id)
+                .bind(kind.as_str())
+                .bind(value.as_str())
+                .bind(page.size)
+                .bind(page.offset())
+                .bind(digest)
+                .bind(Permission::SubjectView.as_str())
+                .fetch_all(&mut *conn)
+                .await?;
             if !rows.first().is_some_and(|(confirmed, _, _)| *confirmed) {
                 return Ok(None);
             }
