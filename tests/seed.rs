@@ -76,6 +76,16 @@ const TABLES: &[&str] = &[
 /// A digest of every seeded row but its organization id (and the index's own bookkeeping
 /// timestamps, which say when the index was written).
 async fn digest(pool: &PgPool) -> anyhow::Result<String> {
+    digest_where(pool, "true").await
+}
+
+/// [`digest`] of the rows of one organization.
+async fn digest_of(pool: &PgPool, org: &str) -> anyhow::Result<String> {
+    let id = org_id(pool, org).await?;
+    digest_where(pool, &format!("t.org_id = '{id}'")).await
+}
+
+async fn digest_where(pool: &PgPool, condition: &str) -> anyhow::Result<String> {
     let mut all = String::new();
     for table in TABLES {
         let sql = format!(
@@ -83,7 +93,8 @@ async fn digest(pool: &PgPool) -> anyhow::Result<String> {
                FROM (SELECT (to_jsonb(t) - 'org_id' - 'updated_at'
                              - CASE WHEN '{table}' = 'subjects' THEN 'created_at' ELSE '' END
                             )::text AS r
-                       FROM {table} t) x"
+                       FROM {table} t
+                      WHERE {condition}) x"
         );
         let table_digest: String = sqlx::query_scalar(AssertSqlSafe(sql))
             .fetch_one(pool)
@@ -91,6 +102,33 @@ async fn digest(pool: &PgPool) -> anyhow::Result<String> {
         all.push_str(&format!("{table} {table_digest}\n"));
     }
     Ok(all)
+}
+
+/// Every index and constraint of the seeded tables: its definition (and whether it is
+/// validated), and its object id, which changes when it is dropped and made again.
+async fn schema(pool: &PgPool) -> anyhow::Result<(BTreeMap<String, String>, HashMap<String, i64>)> {
+    let rows = sqlx::query(
+        "SELECT i.indexrelid::regclass::text AS name, i.indexrelid::oid::int8 AS oid,
+                pg_get_indexdef(i.indexrelid) AS definition
+           FROM pg_index i
+          WHERE i.indrelid = ANY($1::text[]::regclass[])
+         UNION ALL
+         SELECT c.conrelid::regclass || ' ' || c.conname, c.oid::int8,
+                pg_get_constraintdef(c.oid) || CASE WHEN c.convalidated THEN '' ELSE ' unchecked' END
+           FROM pg_constraint c
+          WHERE c.conrelid = ANY($1::text[]::regclass[])",
+    )
+    .bind(TABLES)
+    .fetch_all(pool)
+    .await?;
+    let mut definitions = BTreeMap::new();
+    let mut oids = HashMap::new();
+    for row in rows {
+        let name: String = row.try_get("name")?;
+        definitions.insert(name.clone(), row.try_get("definition")?);
+        oids.insert(name, row.try_get("oid")?);
+    }
+    Ok((definitions, oids))
 }
 
 async fn empty_everything(pool: &PgPool) -> anyhow::Result<()> {
@@ -120,6 +158,94 @@ async fn the_same_seed_gives_the_same_data(pool: PgPool) -> anyhow::Result<()> {
     )
     .await?;
     assert_ne!(digest(&pool).await?, first);
+    Ok(())
+}
+
+#[sqlx::test]
+async fn an_empty_database_gets_its_rows_first_and_its_indexes_after_with_the_same_result(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let (definitions, oids) = schema(&pool).await?;
+    assert!(
+        definitions.len() > 80,
+        "{} indexes and constraints",
+        definitions.len()
+    );
+
+    seed(&pool, &args(PEOPLE)).await?;
+    let (after, loaded) = schema(&pool).await?;
+    assert_eq!(after, definitions, "every index and key is back, checked");
+    assert_ne!(
+        loaded["subject_identifiers_pkey"], oids["subject_identifiers_pkey"],
+        "an empty database is loaded before its indexes are built"
+    );
+    assert_ne!(
+        loaded["demo.dialer_contacts dialer_contacts_contact_list_id_fkey"],
+        oids["demo.dialer_contacts dialer_contacts_contact_list_id_fkey"]
+    );
+    assert_eq!(
+        loaded["subjects_pkey"], oids["subjects_pkey"],
+        "the index records' key stays: the identifiers' checks look records up by it"
+    );
+    let loaded_first = digest_of(&pool, "demo").await?;
+
+    // The same people written alongside another organization's data: chunk by chunk, into
+    // indexes kept up to date.
+    empty_everything(&pool).await?;
+    seed(
+        &pool,
+        &SeedArgs {
+            org: "first".into(),
+            ..args(1)
+        },
+    )
+    .await?;
+    let (_, before) = schema(&pool).await?;
+    seed(&pool, &args(PEOPLE)).await?;
+    let (_, alongside) = schema(&pool).await?;
+    assert_eq!(
+        alongside, before,
+        "a database with data keeps its indexes while it is seeded"
+    );
+    assert_eq!(digest_of(&pool, "demo").await?, loaded_first);
+    Ok(())
+}
+
+#[sqlx::test]
+async fn a_load_that_fails_leaves_the_tables_empty_with_every_index_and_key(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let before = schema(&pool).await?;
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN RAISE EXCEPTION 'consent records are refused'; END $$;
+         CREATE TRIGGER refuse AFTER INSERT ON demo.consent_records
+             FOR EACH STATEMENT EXECUTE FUNCTION refuse();",
+    )
+    .execute(&pool)
+    .await?;
+
+    let failed = seed(&pool, &args(PEOPLE)).await.unwrap_err();
+    assert!(
+        format!("{failed:#}").contains("consent records are refused"),
+        "{failed:#}"
+    );
+    assert_eq!(
+        schema(&pool).await?,
+        before,
+        "nothing was dropped or made again"
+    );
+    assert_eq!(count(&pool, "SELECT count(*) FROM subjects").await?, 0);
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM demo.conversations").await?,
+        0
+    );
+
+    sqlx::query("DROP TRIGGER refuse ON demo.consent_records")
+        .execute(&pool)
+        .await?;
+    seed(&pool, &args(PEOPLE)).await?;
+    assert!(count(&pool, "SELECT count(*) FROM demo.consent_records").await? > 0);
     Ok(())
 }
 

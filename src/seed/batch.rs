@@ -27,7 +27,7 @@ pub(super) enum Table {
 const TABLES: usize = 13;
 
 impl Table {
-    const ALL: [Table; TABLES] = [
+    pub const ALL: [Table; TABLES] = [
         Table::DirectoryUsers,
         Table::ExternalContacts,
         Table::DialerContacts,
@@ -42,6 +42,25 @@ impl Table {
         Table::Subjects,
         Table::SubjectIdentifiers,
     ];
+
+    /// The table's qualified name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::DirectoryUsers => "demo.directory_users",
+            Table::ExternalContacts => "demo.external_contacts",
+            Table::DialerContacts => "demo.dialer_contacts",
+            Table::Conversations => "demo.conversations",
+            Table::Participants => "demo.conversation_participants",
+            Table::TranscriptLines => "demo.transcript_lines",
+            Table::Attachments => "demo.attachments",
+            Table::JourneyVisitors => "demo.journey_visitors",
+            Table::JourneySessions => "demo.journey_sessions",
+            Table::JourneyEvents => "demo.journey_events",
+            Table::ConsentRecords => "demo.consent_records",
+            Table::Subjects => "subjects",
+            Table::SubjectIdentifiers => "subject_identifiers",
+        }
+    }
 
     /// Every statement names `org_id` first: [`Batch::row`] writes it.
     fn copy_statement(self) -> &'static str {
@@ -181,6 +200,45 @@ impl Batch {
     pub async fn write(self, conn: &mut PgConnection) -> sqlx::Result<()> {
         for (table, data) in Table::ALL.into_iter().zip(self.copy) {
             copy_in(conn, table.copy_statement(), data).await?;
+        }
+        Ok(())
+    }
+
+    /// Adds the rows of `other`.
+    pub fn absorb(&mut self, other: Batch) {
+        for ((mine, theirs), (count, more)) in self
+            .copy
+            .iter_mut()
+            .zip(other.copy)
+            .zip(self.rows.iter_mut().zip(other.rows))
+        {
+            mine.push_str(&theirs);
+            *count += more;
+        }
+        self.people += other.people;
+    }
+
+    /// Sends, with COPY into tables this transaction emptied (so that the rows are written
+    /// already frozen), the rows of every table that holds at least `at_least` bytes of them, and
+    /// the index records before identifiers that refer to them; every row when `at_least` is 0.
+    /// Few large statements rather than one per table and chunk: each statement ends with a short
+    /// write after a long one, which over TCP can wait for a delayed acknowledgement (40 ms on
+    /// Linux) as long as the driver leaves Nagle's algorithm on, as sqlx 0.9.0 does.
+    pub async fn flush_frozen(
+        &mut self,
+        conn: &mut PgConnection,
+        at_least: usize,
+    ) -> sqlx::Result<()> {
+        let identifiers_due =
+            self.copy[Table::SubjectIdentifiers as usize].len() >= at_least.max(1);
+        for table in Table::ALL {
+            let data = &mut self.copy[table as usize];
+            let due =
+                data.len() >= at_least.max(1) || (table == Table::Subjects && identifiers_due);
+            if due && !data.is_empty() {
+                let statement = format!("{} WITH (FREEZE)", table.copy_statement());
+                copy_in(conn, &statement, std::mem::take(data)).await?;
+            }
         }
         Ok(())
     }

@@ -5,10 +5,13 @@
 //!
 //! Every person draws from their own generator, keyed by the seed, the organization and their
 //! number, so the same seed gives the same people however the work is split. Chunks of people
-//! are generated on blocking threads and sent with COPY over several connections at once; each
-//! chunk commits its service rows and its index records in one transaction.
+//! are generated on blocking threads and sent with COPY. Into an empty database, every chunk goes
+//! into one transaction that builds the indexes and checks the keys after the rows ([`bulk`]);
+//! alongside existing data, chunks are sent over several connections at once, and each commits
+//! its service rows and its index records in one transaction.
 
 mod batch;
+mod bulk;
 mod locales;
 mod people;
 mod services;
@@ -40,6 +43,9 @@ use crate::org;
 /// ones do not leave the connections idle.
 const CHUNK: u64 = 5_000;
 
+/// Bytes of COPY text per table gathered before they are sent, when seeding an empty database.
+const STATEMENT: usize = 16 << 20;
+
 /// Share of generated people who are employees.
 const EMPLOYEES: f64 = 0.05;
 
@@ -65,15 +71,41 @@ pub async fn run(pool: &PgPool, n: &Normalizer, args: &SeedArgs) -> anyhow::Resu
     tracing::info!(people = args.subjects, "seeding");
 
     let progress = progress_bar(args.subjects, !args.quiet);
-    let mut chunks = futures::stream::iter(plan.chunks())
-        .map(|people| write_chunk(pool, Arc::clone(&plan), people))
-        .buffer_unordered(writers(pool));
-    let mut totals = Totals::default();
-    while let Some(chunk) = chunks.try_next().await? {
-        progress.inc(chunk.people);
-        totals.add(&chunk);
-    }
-    progress.finish_and_clear();
+    let mut tx = pool.begin().await?;
+    let totals = match bulk::set_aside(&mut tx).await? {
+        Some(set_aside) => {
+            tracing::info!(
+                indexes_and_keys = set_aside.len(),
+                "the database is empty: loading the rows first, then building indexes and keys"
+            );
+            let totals = load(&mut tx, &plan, &progress).await?;
+            progress.finish_and_clear();
+            let building = Instant::now();
+            set_aside
+                .restore(&mut tx)
+                .await
+                .context("cannot build the indexes and keys of the seeded tables")?;
+            tx.commit().await?;
+            tracing::info!(
+                seconds = building.elapsed().as_secs_f64(),
+                "indexes and keys built"
+            );
+            totals
+        }
+        None => {
+            tx.rollback().await?;
+            let mut chunks = futures::stream::iter(plan.chunks())
+                .map(|people| write_chunk(pool, Arc::clone(&plan), people))
+                .buffer_unordered(writers(pool));
+            let mut totals = Totals::default();
+            while let Some(chunk) = chunks.try_next().await? {
+                progress.inc(chunk.people);
+                totals.add(&chunk);
+            }
+            progress.finish_and_clear();
+            totals
+        }
+    };
 
     let seconds = started.elapsed().as_secs_f64();
     let rate = totals.people as f64 / seconds.max(1e-9);
@@ -91,15 +123,46 @@ pub async fn run(pool: &PgPool, n: &Normalizer, args: &SeedArgs) -> anyhow::Resu
     Ok(())
 }
 
-/// Generates one chunk of people on a blocking thread and writes it in one transaction: its
-/// service rows and its index records become visible together.
+/// Generates one chunk of people on a blocking thread.
+async fn generate(plan: Arc<Plan>, people: Range<u64>) -> anyhow::Result<Batch> {
+    tokio::task::spawn_blocking(move || plan.generate(people)).await?
+}
+
+/// Writes every chunk into the emptied tables of `tx` (see [`bulk`]) while the next chunks are
+/// generated on the other cores. Chunks are gathered into statements of at least [`STATEMENT`]
+/// bytes per table.
+async fn load(
+    tx: &mut PgConnection,
+    plan: &Arc<Plan>,
+    progress: &ProgressBar,
+) -> anyhow::Result<Totals> {
+    let mut batches = futures::stream::iter(plan.chunks())
+        .map(|people| generate(Arc::clone(plan), people))
+        .buffer_unordered(cores() + 1);
+    let mut totals = Totals::default();
+    let mut pending = Batch::new(plan.org_id);
+    while let Some(batch) = batches.try_next().await? {
+        let chunk = Totals::of(&batch);
+        pending.absorb(batch);
+        pending
+            .flush_frozen(&mut *tx, STATEMENT)
+            .await
+            .context("cannot write the seed data")?;
+        progress.inc(chunk.people);
+        totals.add(&chunk);
+    }
+    pending
+        .flush_frozen(&mut *tx, 0)
+        .await
+        .context("cannot write the seed data")?;
+    Ok(totals)
+}
+
+/// Generates one chunk of people and writes it in its own transaction: its service rows and its
+/// index records become visible together.
 async fn write_chunk(pool: &PgPool, plan: Arc<Plan>, people: Range<u64>) -> anyhow::Result<Totals> {
-    let batch = tokio::task::spawn_blocking(move || plan.generate(people)).await??;
-    let totals = Totals {
-        people: batch.people,
-        index_records: batch.index_records(),
-        service_rows: batch.service_rows(),
-    };
+    let batch = generate(plan, people).await?;
+    let totals = Totals::of(&batch);
     let mut tx = pool.begin().await?;
     batch
         .write(&mut tx)
@@ -109,13 +172,16 @@ async fn write_chunk(pool: &PgPool, plan: Arc<Plan>, people: Range<u64>) -> anyh
     Ok(totals)
 }
 
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
+}
+
 /// How many chunks are generated and written at once. PostgreSQL checks each row's foreign keys
 /// and maintains its indexes on one core per connection, so parallel connections are what makes
 /// seeding fast; one more chunk than there are cores keeps them busy while chunks are generated.
 fn writers(pool: &PgPool) -> usize {
-    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
     let connections = pool.options().get_max_connections().max(1) as usize;
-    (cores + 1).clamp(2, 9).min(connections)
+    (cores() + 1).clamp(2, 9).min(connections)
 }
 
 #[derive(Default)]
@@ -126,6 +192,14 @@ struct Totals {
 }
 
 impl Totals {
+    fn of(batch: &Batch) -> Totals {
+        Totals {
+            people: batch.people,
+            index_records: batch.index_records(),
+            service_rows: batch.service_rows(),
+        }
+    }
+
     fn add(&mut self, chunk: &Totals) {
         self.people += chunk.people;
         self.index_records += chunk.index_records;
