@@ -19,7 +19,7 @@ pub mod story;
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
@@ -28,7 +28,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
 use self::batch::Batch;
@@ -71,7 +71,16 @@ pub async fn run(pool: &PgPool, n: &Normalizer, args: &SeedArgs) -> anyhow::Resu
     tracing::info!(people = args.subjects, "seeding");
 
     let progress = progress_bar(args.subjects, !args.quiet);
-    let mut tx = pool.begin().await?;
+    // A connection of its own: its COPY statements and index builds take seconds by design, so it
+    // reports slow statements only at debug level.
+    let mut conn = pool
+        .connect_options()
+        .as_ref()
+        .clone()
+        .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1))
+        .connect()
+        .await?;
+    let mut tx = conn.begin().await?;
     let totals = match bulk::set_aside(&mut tx).await? {
         Some(set_aside) => {
             tracing::info!(
