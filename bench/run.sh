@@ -6,13 +6,15 @@
 # Usage:
 #     bench/run.sh                      # 10,000 and 100,000 subjects (about 5 minutes)
 #     bench/run.sh 100000               # one size
-#     bench/run.sh 10000 100000 1000000 # the cost curve up to a million (add ~20 minutes: seeding a million people and its floor take some 17)
+#     bench/run.sh 10000 100000 1000000 # the cost curve up to a million (add ~20 minutes: seeding a million people and its two floors take some 17)
 #
 # For each size it drops and re-creates database gdprd_bench on the server found by
 # scripts/pg-env.sh (DATABASE_URL is ignored: the database is destroyed), then:
-#   1. seeds N people with the release binary and records time, rate, index records and
-#      service rows; then times PostgreSQL copying the same rows into copies of the tables with
-#      the same indexes (INSERT ... SELECT, one connection), the floor of seeding;
+#   1. seeds N people with the release binary into the empty database and records time, rate,
+#      index records and service rows; then times PostgreSQL copying the same rows into copies
+#      of the tables (INSERT ... SELECT, one connection), with their indexes kept up to date and
+#      loaded first with their indexes built after, the floors of seeding (bench/floors.sh;
+#      bench/seed.sh compares them with seeding alongside existing data);
 #   2. starts `gdprd serve` on a free loopback port with the rate limits lifted and measures
 #      GET /api/v2/gdpr/subjects with wrk (32 connections) over random existing identifiers of
 #      every search type, written as the people's records spell them; then pgbench runs the
@@ -88,6 +90,8 @@ pipeline=$repo/target/release/examples/pipeline
 unset DATABASE_URL
 # shellcheck source=../scripts/pg-env.sh
 source scripts/pg-env.sh
+# shellcheck source=floors.sh
+source bench/floors.sh
 pg_env_database postgres
 admin_url=$DATABASE_URL
 base_url=${admin_url%/*}
@@ -159,22 +163,12 @@ for n in "${sizes[@]}"; do
   q -c 'VACUUM ANALYZE' >/dev/null
   db_size=$(q -c 'SELECT pg_database_size(current_database())')
 
-  # 1b. The seeding floor: PostgreSQL writing the same rows, already in the database, into
-  # copies of every seeded table with the same indexes (no foreign keys, no checks), with
-  # INSERT ... SELECT in one transaction on one connection. Rolled back.
-  log "seeding floor: the same rows copied by PostgreSQL"
-  q -c 'CHECKPOINT'
-  floor_sql=$(q -c "
-    SELECT string_agg(format('CREATE TABLE public.%I (LIKE %I.%I INCLUDING DEFAULTS INCLUDING INDEXES); '
-                             'INSERT INTO public.%I SELECT * FROM %I.%I;',
-                             'floor_' || tablename, schemaname, tablename,
-                             'floor_' || tablename, schemaname, tablename), ' ')
-      FROM pg_tables
-     WHERE schemaname = 'demo' OR (schemaname = 'public' AND tablename IN ('subjects', 'subject_identifiers'))")
-  seed_floor_ms=$(q -c '\timing on' -c 'BEGIN' -c "$floor_sql" -c 'ROLLBACK' |
-    awk '/^Time:/ { t += $2 } END { print t }')
-  seed_floor_s=$(echo "$seed_floor_ms / 1000" | bc -l)
-  log "seeding floor: $seed_floor_s s"
+  # 1b. The floors of seeding (bench/floors.sh): PostgreSQL writing the same rows, already in
+  # the database, into copies of every seeded table with INSERT ... SELECT on one connection,
+  # with their indexes kept up to date, and loaded first with their indexes built after.
+  log "seeding floors: the same rows copied by PostgreSQL"
+  read -r seed_floor_s seed_floor_bulk_s < <(seed_floors "$bench_url")
+  log "seeding floors: $seed_floor_s s with indexes kept up to date, $seed_floor_bulk_s s loading then indexing"
 
   # Keys: up to 200 random subjects per search type; the API gets the raw spellings of their
   # record, pgbench the normalized values of the same subjects.
@@ -374,7 +368,7 @@ SQL
   python3 - "$out/result-$n.json" <<PY
 import json, sys
 r = {
-  "subjects": $n, "seed_s": $seed_s, "seed_line": """$seed_line""", "seed_floor_s": $seed_floor_s,
+  "subjects": $n, "seed_s": $seed_s, "seed_line": """$seed_line""", "seed_floor_s": $seed_floor_s, "seed_floor_bulk_s": $seed_floor_bulk_s,
   "index_records": $index_records, "identifiers": $identifiers,
   "service_rows": ${service_rows:-0}, "db_bytes": $db_size,
   "search_keys": $(wc -l <"$out/paths-$n.txt"), "search_key_types": "$types",
