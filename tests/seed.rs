@@ -249,6 +249,40 @@ async fn a_load_that_fails_leaves_the_tables_empty_with_every_index_and_key(
     Ok(())
 }
 
+#[sqlx::test]
+async fn a_role_that_only_writes_rows_seeds_an_empty_database_chunk_by_chunk(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let role = format!("gdprd_writer_{}", Uuid::new_v4().simple());
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "CREATE ROLE {role} LOGIN;
+         GRANT USAGE ON SCHEMA public, demo TO {role};
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public, demo TO {role};"
+    )))
+    .execute(&pool)
+    .await?;
+    let writer = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .connect_with(pool.connect_options().as_ref().clone().username(&role))
+        .await?;
+    let (_, before) = schema(&pool).await?;
+
+    let seeded = seed(&writer, &args(PEOPLE)).await;
+    writer.close().await;
+    let (_, after) = schema(&pool).await?;
+    let people = count(&pool, "SELECT count(*) FROM subjects").await?;
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "DROP OWNED BY {role}; DROP ROLE {role};"
+    )))
+    .execute(&pool)
+    .await?;
+
+    seeded?;
+    assert_eq!(after, before, "the tables' indexes were kept up to date");
+    assert!(people >= PEOPLE as i64, "{people} index records");
+    Ok(())
+}
+
 type Identifiers = BTreeSet<(String, String)>;
 
 /// Columns of a service table and the identifier type each holds.

@@ -24,11 +24,26 @@ pub(super) struct SetAside {
 
 /// Locks every table the seed writes and, when all of them are empty, sets aside their indexes
 /// and keys for the rest of the transaction and empties them in it (which lets COPY write their
-/// rows already frozen). `None` when any of them holds a row: the caller seeds alongside it.
+/// rows already frozen). `None` when any of them holds a row, or when the role does not own
+/// them: the caller seeds chunk by chunk.
 pub(super) async fn set_aside(tx: &mut PgConnection) -> sqlx::Result<Option<SetAside>> {
     // Looked at first without a lock: a seed alongside data must not queue behind the readers
     // and writers of a running server, nor make them queue behind it.
     if occupied(tx).await? {
+        return Ok(None);
+    }
+    // Only a table's owner may drop and make its indexes and keys; a role that may only write
+    // rows seeds chunk by chunk.
+    let names: Vec<&str> = Table::ALL.map(Table::name).to_vec();
+    let owner: bool = sqlx::query_scalar(
+        "SELECT bool_and(pg_has_role(c.relowner, 'USAGE'))
+           FROM pg_class c WHERE c.oid = ANY($1::text[]::regclass[])",
+    )
+    .bind(&names)
+    .fetch_one(&mut *tx)
+    .await?;
+    if !owner {
+        tracing::info!("not the owner of the seeded tables: seeding chunk by chunk");
         return Ok(None);
     }
     let tables = Table::ALL.map(Table::name).join(", ");
@@ -41,7 +56,6 @@ pub(super) async fn set_aside(tx: &mut PgConnection) -> sqlx::Result<Option<SetA
         return Ok(None);
     }
 
-    let names: Vec<&str> = Table::ALL.map(Table::name).to_vec();
     let rows = sqlx::query(DEFINITIONS)
         .bind(&names)
         .fetch_all(&mut *tx)
