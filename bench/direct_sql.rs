@@ -7,15 +7,15 @@
 //!
 //! ```sh
 //! cargo build --release --example direct_sql
-//! DATABASE_URL=... target/release/examples/direct_sql EMAILS_FILE --batch 100 --singles 20
+//! DATABASE_URL=... target/release/examples/direct_sql EMAILS_FILE --batch 100 --erasures 100 --singles 20
 //! ```
 //!
 //! EMAILS_FILE holds one email address per line, each of a distinct person (never one the
 //! pipeline's requests erase). With `--warmup W`, the first W are erased and the next W
 //! exported, unmeasured (the pool's connections prepare their statements), as the pipeline's
 //! warm-up does. Then the next BATCH are erased, the next BATCH exported, all at once with
-//! `--concurrency` requests in flight; the next SINGLES are erased one after another, each
-//! timed. Prints one JSON object. The erasures are real: run it on a benchmark database.
+//! `--concurrency` requests in flight (the mixed batch); the next ERASURES are erased the same
+//! way (a batch of erasures alone); the next SINGLES are erased one after another, each timed. Prints one JSON object. The erasures are real: run it on a benchmark database.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,6 +49,9 @@ struct Args {
     /// Erasures, and as many exports, of an unmeasured warm-up batch.
     #[arg(long, default_value_t = 0)]
     warmup: usize,
+    /// Erasures of a batch of erasures alone, after the mixed batch.
+    #[arg(long, default_value_t = 0)]
+    erasures: usize,
     /// Single erasures timed one after another.
     #[arg(long, default_value_t = 20)]
     singles: usize,
@@ -109,8 +112,8 @@ async fn main() -> anyhow::Result<()> {
             Ok(terms)
         })
         .collect::<anyhow::Result<Vec<Terms>>>()?;
-    let (warmup, batch, singles) = (args.warmup, args.batch, args.singles);
-    let needed = 2 * warmup + 2 * batch + singles;
+    let (warmup, batch, erasures, singles) = (args.warmup, args.batch, args.erasures, args.singles);
+    let needed = 2 * warmup + 2 * batch + erasures + singles;
     anyhow::ensure!(
         subjects.len() >= needed,
         "{} holds {} addresses; {needed} are needed",
@@ -119,59 +122,79 @@ async fn main() -> anyhow::Result<()> {
     );
     let (warm, subjects) = subjects.split_at(2 * warmup);
 
-    for outcome in bench.batch(warm, args.concurrency).await {
+    for outcome in bench.batch(warm, warmup, args.concurrency).await {
         outcome?;
     }
-    let before = settled_activity(&bench.pool).await?;
-    let started = Instant::now();
-    let outcomes = bench.batch(&subjects[..2 * batch], args.concurrency).await;
-    let batch_s = started.elapsed().as_secs_f64();
-    let after = settled_activity(&bench.pool).await?;
-    let mut totals = Totals::default();
-    for outcome in outcomes {
-        totals.add(&outcome?);
+    let mut result = serde_json::Map::new();
+    result.insert("services".into(), json!(bench.services.len()));
+    result.insert("concurrency".into(), json!(args.concurrency));
+    let (mixed, subjects) = subjects.split_at(2 * batch);
+    bench
+        .measure(mixed, batch, args.concurrency, "batch", &mut result)
+        .await?;
+    let (erased, subjects) = subjects.split_at(erasures);
+    if !erased.is_empty() {
+        bench
+            .measure(erased, erasures, args.concurrency, "erasures", &mut result)
+            .await?;
     }
 
     let mut single_ms = Vec::with_capacity(singles);
-    for terms in &subjects[2 * batch..2 * batch + singles] {
+    for terms in &subjects[..singles] {
         let started = Instant::now();
         bench.request(Action::Erase, terms).await?;
         single_ms.push(started.elapsed().as_secs_f64() * 1000.0);
     }
     single_ms.sort_by(f64::total_cmp);
-
-    let mut result = json!({
-        "services": bench.services.len(),
-        "concurrency": args.concurrency,
-        "batch_requests": totals.requests,
-        "batch_s": batch_s,
-        "batch_per_s": totals.requests as f64 / batch_s,
-        "batch_matched_rows": totals.matched,
-        "batch_erased_rows": totals.erased,
-        "batch_export_bytes": totals.export_bytes,
-        "single_n": single_ms.len(),
-        "single_p50_ms": percentile(&single_ms, 50.0),
-        "single_p99_ms": percentile(&single_ms, 99.0),
-    });
-    if let Some(result) = result.as_object_mut() {
-        before.record(&after, totals.requests, "batch", result);
-    }
-    println!("{result}");
+    result.insert("single_n".into(), json!(single_ms.len()));
+    result.insert("single_p50_ms".into(), json!(percentile(&single_ms, 50.0)));
+    result.insert("single_p99_ms".into(), json!(percentile(&single_ms, 99.0)));
+    println!("{}", serde_json::Value::Object(result));
     Ok(())
 }
 
 impl Bench {
-    /// Erases the first half of `subjects` and exports the second, `concurrency` at a time.
+    /// Runs `subjects` at once, `concurrency` at a time, and records the figures under keys that
+    /// start with `phase`; the first `erased` are erased, the rest exported.
+    async fn measure(
+        self: &Arc<Self>,
+        subjects: &[Terms],
+        erased: usize,
+        concurrency: usize,
+        phase: &str,
+        result: &mut serde_json::Map<String, serde_json::Value>,
+    ) -> anyhow::Result<()> {
+        let before = settled_activity(&self.pool).await?;
+        let started = Instant::now();
+        let outcomes = self.batch(subjects, erased, concurrency).await;
+        let seconds = started.elapsed().as_secs_f64();
+        let after = settled_activity(&self.pool).await?;
+        let mut totals = Totals::default();
+        for outcome in outcomes {
+            totals.add(&outcome?);
+        }
+        let mut put = |key: &str, value| result.insert(format!("{phase}_{key}"), value);
+        put("requests", json!(totals.requests));
+        put("s", json!(seconds));
+        put("per_s", json!(totals.requests as f64 / seconds));
+        put("matched_rows", json!(totals.matched));
+        put("erased_rows", json!(totals.erased));
+        put("export_bytes", json!(totals.export_bytes));
+        before.record(&after, totals.requests, phase, result);
+        Ok(())
+    }
+
+    /// Erases the first `erased` of `subjects` and exports the rest, `concurrency` at a time.
     async fn batch(
         self: &Arc<Self>,
         subjects: &[Terms],
+        erased: usize,
         concurrency: usize,
     ) -> Vec<anyhow::Result<Vec<Outcome>>> {
-        let half = subjects.len() / 2;
         futures::stream::iter(subjects.iter().enumerate())
             .map(|(i, terms)| {
                 let bench = self.clone();
-                let action = if i < half {
+                let action = if i < erased {
                     Action::Erase
                 } else {
                     Action::Export

@@ -1,11 +1,12 @@
 //! The request pipeline's load client, which `bench/run.sh` builds and runs: a batch of
 //! GDPR_DELETE and GDPR_EXPORT requests submitted at once over the API, timed until all are
-//! COMPLETED, then single erasures timed from submit to COMPLETED.
+//! COMPLETED, then a batch of erasures alone timed the same way, then single erasures timed from
+//! submit to COMPLETED.
 //!
 //! ```sh
 //! cargo build --release --example pipeline
 //! DATABASE_URL=... target/release/examples/pipeline BASE_URL TOKEN EMAILS_FILE \
-//!     --batch 100 --singles 20 --warmup 20 --timeout 120
+//!     --batch 100 --erasures 100 --singles 20 --warmup 20 --timeout 120
 //! ```
 //!
 //! EMAILS_FILE holds one email address per line, each of a distinct person. With `--warmup W`,
@@ -13,7 +14,8 @@
 //! server just started has yet to prepare the pipeline's statements on its connections, as the
 //! search load's warm-up does for searches), after which the queue tables are analyzed, as
 //! autovacuum would have done in a running service. Then the next BATCH go to erasures, the next BATCH
-//! to exports, the next SINGLES to the sequential erasures.
+//! to exports (the mixed batch), the next ERASURES to a batch of erasures alone, the next SINGLES
+//! to the sequential erasures.
 //!
 //! The client is meant to take as little of the machine as it can, since it shares the cores
 //! with gdprd and PostgreSQL: HTTP connections are kept alive (32 at most, as many submits in
@@ -46,6 +48,9 @@ struct Args {
     /// Erasures in the batch, and as many exports.
     #[arg(long, default_value_t = 100)]
     batch: usize,
+    /// Erasures of a batch of erasures alone, after the mixed batch.
+    #[arg(long, default_value_t = 0)]
+    erasures: usize,
     /// Single erasures timed one after another.
     #[arg(long, default_value_t = 20)]
     singles: usize,
@@ -143,6 +148,60 @@ impl Client {
         }
     }
 
+    /// Submits `work` at once and times it until every request is COMPLETED or ERROR; records
+    /// the figures under keys that start with `phase`.
+    async fn measure(
+        &self,
+        work: &[(Kind, &str)],
+        timeout: f64,
+        phase: &str,
+        result: &mut serde_json::Map<String, Value>,
+    ) -> anyhow::Result<()> {
+        let before = Activity::read(&self.db).await?;
+        let start = Instant::now();
+        let (ids, statuses) = self.batch(work).await;
+        let submit_s = start.elapsed().as_secs_f64();
+        let (done, errors) = self.wait(&ids, start, timeout).await?;
+        let elapsed = start.elapsed().as_secs_f64();
+        tokio::time::sleep(STATS_FLUSH).await;
+        let after = Activity::read(&self.db).await?;
+        let mut rejected: Vec<u16> = statuses
+            .into_iter()
+            .filter(|s| !matches!(s, 200 | 202))
+            .collect();
+        rejected.sort_unstable();
+        rejected.dedup();
+        let span: Option<f64> = sqlx::query_scalar(
+            "SELECT extract(epoch FROM max(completed_at) - min(created_at))::float8
+               FROM gdpr_requests WHERE id = ANY($1)",
+        )
+        .bind(&ids)
+        .fetch_one(&self.db)
+        .await?;
+        let jobs: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM gdpr_jobs WHERE request_id = ANY($1)")
+                .bind(&ids)
+                .fetch_one(&self.db)
+                .await?;
+        let mut put = |key: &str, value: Value| result.insert(format!("{phase}_{key}"), value);
+        put("requests", json!(work.len()));
+        put("accepted", json!(ids.len()));
+        put("rejected_statuses", json!(rejected));
+        put("submit_s", json!(submit_s));
+        put("wall_s", json!(elapsed));
+        put("done", json!(done));
+        put("errors", json!(errors));
+        put("timed_out", json!(done < ids.len() as i64));
+        put("db_span_s", json!(span));
+        put(
+            "completed_per_s",
+            json!((elapsed > 0.0).then(|| done as f64 / elapsed)),
+        );
+        put("jobs", json!(jobs));
+        before.record(&after, done as usize, phase, result);
+        Ok(())
+    }
+
     /// Polls a request through the API every 10 ms until it is COMPLETED or ERROR (or 30 s
     /// passed).
     async fn wait_one(&self, id: Uuid, start: Instant) -> anyhow::Result<()> {
@@ -192,7 +251,7 @@ async fn main() -> anyhow::Result<()> {
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect();
-    let needed = 2 * args.warmup + 2 * args.batch + args.singles;
+    let needed = 2 * args.warmup + 2 * args.batch + args.erasures + args.singles;
     anyhow::ensure!(
         emails.len() >= needed,
         "{} holds {} addresses; this run needs {needed}",
@@ -234,51 +293,21 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(STATS_FLUSH).await;
     }
 
-    let work = mix(&emails[..2 * args.batch], args.batch);
-    let before = Activity::read(&client.db).await?;
-    let start = Instant::now();
-    let (ids, statuses) = client.batch(&work).await;
-    let submit_s = start.elapsed().as_secs_f64();
-    let (done, errors) = client.wait(&ids, start, args.timeout).await?;
-    let elapsed = start.elapsed().as_secs_f64();
-    tokio::time::sleep(STATS_FLUSH).await;
-    let after = Activity::read(&client.db).await?;
-    let mut rejected: Vec<u16> = statuses
-        .into_iter()
-        .filter(|s| !matches!(s, 200 | 202))
-        .collect();
-    rejected.sort_unstable();
-    rejected.dedup();
-    let span: Option<f64> = sqlx::query_scalar(
-        "SELECT extract(epoch FROM max(completed_at) - min(created_at))::float8
-           FROM gdpr_requests WHERE id = ANY($1)",
-    )
-    .bind(&ids)
-    .fetch_one(&client.db)
-    .await?;
-    let jobs: i64 = sqlx::query_scalar("SELECT count(*) FROM gdpr_jobs WHERE request_id = ANY($1)")
-        .bind(&ids)
-        .fetch_one(&client.db)
+    let (mixed, emails) = emails.split_at(2 * args.batch);
+    client
+        .measure(&mix(mixed, args.batch), args.timeout, "batch", &mut result)
         .await?;
-    result.insert("batch_requests".into(), json!(work.len()));
-    result.insert("batch_accepted".into(), json!(ids.len()));
-    result.insert("batch_rejected_statuses".into(), json!(rejected));
-    result.insert("batch_submit_s".into(), json!(submit_s));
-    result.insert("batch_wall_s".into(), json!(elapsed));
-    result.insert("batch_done".into(), json!(done));
-    result.insert("batch_errors".into(), json!(errors));
-    result.insert("batch_timed_out".into(), json!(done < ids.len() as i64));
-    result.insert("batch_db_span_s".into(), json!(span));
-    result.insert(
-        "batch_completed_per_s".into(),
-        json!((elapsed > 0.0).then(|| done as f64 / elapsed)),
-    );
-    before.record(&after, done as usize, "batch", &mut result);
-    result.insert("batch_jobs".into(), json!(jobs));
+    let (erased, emails) = emails.split_at(args.erasures);
+    if !erased.is_empty() {
+        let work: Vec<(Kind, &str)> = erased.iter().map(|e| (Kind::Delete, *e)).collect();
+        client
+            .measure(&work, args.timeout, "erasures", &mut result)
+            .await?;
+    }
 
     let before = Activity::read(&client.db).await?;
     let (mut latencies, mut server_ms) = (Vec::new(), Vec::new());
-    for email in &emails[2 * args.batch..2 * args.batch + args.singles] {
+    for email in &emails[..args.singles] {
         let start = Instant::now();
         let (_, Some(id)) = client.submit(Kind::Delete, email).await else {
             continue;

@@ -82,10 +82,16 @@ def wal(phase):
     return "–" if b is None else f"{f(b / 1024)} KiB"
 
 
-def pipeline_ratio(r):
-    base = direct(r, "batch_per_s")
-    done = r["pipeline"]["batch_completed_per_s"]
+def pipeline_ratio(r, phase="batch"):
+    base = direct(r, f"{phase}_per_s")
+    done = r["pipeline"].get(f"{phase}_completed_per_s")
     return done / base if base and done else None
+
+
+def erasures_per_s(r):
+    """Completed erasures/s of the batch of erasures alone, else of the mixed batch."""
+    p = r["pipeline"]
+    return p.get("erasures_completed_per_s") or p["batch_completed_per_s"]
 
 
 out = []
@@ -109,15 +115,16 @@ out.append(row("Seeding ≥ 20,000 subjects/s",
 out.append(row("Search ≥ 0.5 × pgbench",
                lambda r: f"{f(ratio(r), 2)}: {ok(ratio(r) >= 0.5)}"))
 out.append(row("Search p99 ≤ 10 ms",
-               lambda r: f"{f(r['api_p99_ms'], 2)} ms: {ok(r['api_p99_ms'] <= 10)}"))
+               lambda r: f"{f(r['api_p99_ms'], 2)} ms: {ok(r['api_p99_ms'] <= 10)}"
+                         + (f" (pgbench's own p99: {f(r['pg_p99_ms'], 2)} ms)" if r.get("pg_p99_ms") else "")))
 out.append(row("≥ 200 completed erasures/s",
-               lambda r: f"{f(r['pipeline']['batch_completed_per_s'])}/s: "
-                         f"{ok((r['pipeline']['batch_completed_per_s'] or 0) >= 200)}"))
+               lambda r: f"{f(erasures_per_s(r))}/s: {ok((erasures_per_s(r) or 0) >= 200)}"))
 out.append(row("p50 submit→COMPLETED < 200 ms",
                lambda r: f"{f(r['pipeline']['single_p50_ms'], 0)} ms: "
                          f"{ok((r['pipeline']['single_p50_ms'] or 1e9) < 200)}"))
-out.append("\n(The request throughput is over a mixed batch, half erasures and half exports. Its "
-           "baseline, the same mix's service SQL run directly, is in the pipeline rows below.)\n\n")
+out.append("\n(Erasures/s: a batch of erasures alone, submitted at once; where a run has none, the "
+           "mixed batch of erasures and exports. Both, and their baselines, the same requests' "
+           "service SQL run directly, are in the pipeline rows below.)\n\n")
 
 out.append("## Every figure\n\n")
 out.append(head)
@@ -145,6 +152,8 @@ out.append(row("API latency p99", lambda r: f"{f(r['api_p99_ms'], 2)} ms"))
 out.append(row("API non-200 answers", lambda r: i(r["api_non2xx"])))
 out.append(row("pgbench (same statement) transactions/s", lambda r: f(r["pg_tps"], 0)))
 out.append(row("pgbench average latency", lambda r: f"{f(r['pg_latency_avg_ms'], 2)} ms"))
+out.append(row("pgbench latency p50 / p99 (its own per-statement log)",
+               lambda r: f"{f(r.get('pg_p50_ms'), 2)} / {f(r.get('pg_p99_ms'), 2)} ms"))
 out.append(row("**API / pgbench**", lambda r: f"**{f(ratio(r), 2)}**"))
 out.append(row("PostgreSQL busy time per API search", lambda r: f"{f(r['api_db_ms'], 3)} ms"))
 out.append(row("gdprd CPU time per API search", lambda r: f"{f(r['api_gdprd_cpu_ms'], 3)} ms"))
@@ -170,7 +179,17 @@ out.append(row("committed transactions per request (batch)",
 out.append(row("rows written per request: inserted / updated (of which HOT) / deleted (batch)",
                lambda r: written(r["pipeline"])))
 out.append(row("WAL written per request (batch)", lambda r: wal(r["pipeline"])))
-out.append(row(f"single erasure submit→COMPLETED p50 (client, 10 ms polling)",
+out.append(row("batch of erasures alone, submitted at once",
+               lambda r: f"{r.get('erasures', 0)} GDPR_DELETE"))
+out.append(row("its time until all COMPLETED",
+               lambda r: f"{f(r['pipeline'].get('erasures_wall_s'), 1)} s"
+               + (" (timed out)" if r["pipeline"].get("erasures_timed_out") else "")))
+out.append(row("its completed (of which ERROR)",
+               lambda r: f"{r['pipeline'].get('erasures_done', '–')} ({r['pipeline'].get('erasures_errors', '–')})"))
+out.append(row("**completed erasures/s**", lambda r: f"**{f(r['pipeline'].get('erasures_completed_per_s'))}**"))
+out.append(row("PostgreSQL busy time per erasure (batch of erasures)",
+               lambda r: f"{f(r['pipeline'].get('erasures_db_active_ms_per_request'), 1)} ms"))
+out.append(row("single erasure submit→COMPLETED p50 (client, 10 ms polling)",
                lambda r: f"{f(r['pipeline']['single_p50_ms'], 0)} ms"))
 out.append(row("single erasure submit→COMPLETED p99",
                lambda r: f"{f(r['pipeline']['single_p99_ms'], 0)} ms"))
@@ -184,6 +203,11 @@ out.append(row("requests/s (batch, same concurrency as the worker)",
                lambda r: f(direct(r, "batch_per_s"))))
 out.append(row("**pipeline / baseline** (completed requests/s)",
                lambda r: f"**{f(pipeline_ratio(r), 2)}**"))
+out.append(row("erasures/s (batch of erasures alone)", lambda r: f(direct(r, "erasures_per_s"))))
+out.append(row("**pipeline / baseline** (completed erasures/s)",
+               lambda r: f"**{f(pipeline_ratio(r, 'erasures'), 2)}**"))
+out.append(row("PostgreSQL busy time per erasure (batch of erasures)",
+               lambda r: f"{f(direct(r, 'erasures_db_active_ms_per_request'), 1)} ms"))
 out.append(row("PostgreSQL busy time per request (batch)",
                lambda r: f"{f(direct(r, 'batch_db_active_ms_per_request'), 1)} ms"))
 out.append(row("committed transactions per request (batch)",
@@ -264,6 +288,8 @@ xs = cols
 a.plot(xs, [r["api_p50_ms"] for r in runs], "o-", label="API p50")
 a.plot(xs, [r["api_p99_ms"] for r in runs], "o-", label="API p99")
 a.plot(xs, [r["pg_latency_avg_ms"] for r in runs], "s--", label="pgbench average (same statement)")
+if all(r.get("pg_p99_ms") for r in runs):
+    a.plot(xs, [r["pg_p99_ms"] for r in runs], "s--", label="pgbench p99 (same statement)")
 a.axhline(10, color="grey", lw=0.8, ls=":", label="target p99 10 ms")
 a.set_title(f"Subject search, {runs[0]['connections']} concurrent connections")
 b.plot(xs, [r["pipeline"]["single_p50_ms"] for r in runs], "o-", label="single erasure p50")

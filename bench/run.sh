@@ -19,15 +19,16 @@
 #      GET /api/v2/gdpr/subjects with wrk (32 connections) over random existing identifiers of
 #      every search type, written as the people's records spell them; then pgbench runs the
 #      search statement of src/index/store.rs with 32 clients on the same database, as the
-#      ceiling;
+#      ceiling (its throughput, and the p50 and p99 of its own per-statement latencies);
 #   3. with the load client bench/pipeline.rs (built with the binary; HTTP connections kept
 #      alive, so that it takes little of the cores it shares with gdprd and PostgreSQL), after
 #      an unmeasured warm-up batch (the server has yet to prepare the pipeline's statements on
 #      its connections, and the new database's job queue has yet to hold a history; the queue
-#      tables are analyzed after it, as autovacuum does in a running service), submits a batch of GDPR_DELETE and GDPR_EXPORT requests for distinct
-#      people at once and times them to COMPLETED, then times single erasures
-#      submit -> COMPLETED (polling every 10 ms);
-#      then runs the same mix of requests for other people as their services' SQL alone
+#      tables are analyzed after it, as autovacuum does in a running service), submits a batch
+#      of GDPR_DELETE and GDPR_EXPORT requests for distinct people at once and times them to
+#      COMPLETED, then a batch of GDPR_DELETE requests alone the same way, then times single
+#      erasures submit -> COMPLETED (polling every 10 ms);
+#      then runs the same requests for other people as their services' SQL alone
 #      (bench/direct_sql.rs), the baseline of the pipeline;
 #   4. records the server's peak RSS (VmHWM) and PostgreSQL's busy time per operation
 #      (pg_stat_database.active_time).
@@ -35,6 +36,7 @@
 #
 # Tunables (environment): BENCH_DURATION (seconds per search run, default 15),
 # BENCH_CONNECTIONS (default 32), BENCH_BATCH (erasures and as many exports, default 300),
+# BENCH_ERASURES (the batch of erasures alone, default BENCH_BATCH),
 # BENCH_WARMUP (erasures and as many exports of an unmeasured warm-up batch, default 300),
 # BENCH_SINGLES (default 20), BENCH_PIPELINE_TIMEOUT (seconds, default 120),
 # BENCH_WORKER_CONCURRENCY (GDPRD_WORKER_CONCURRENCY of the server, default: gdprd's default),
@@ -53,6 +55,7 @@ sizes=("$@")
 duration=${BENCH_DURATION:-15}
 conns=${BENCH_CONNECTIONS:-32}
 batch=${BENCH_BATCH:-300}
+erasures=${BENCH_ERASURES:-$batch}
 warmup=${BENCH_WARMUP:-300}
 singles=${BENCH_SINGLES:-20}
 pipeline_timeout=${BENCH_PIPELINE_TIMEOUT:-120}
@@ -213,7 +216,7 @@ PY
 
   # People for the pipeline, and as many others for its baseline: distinct email addresses of
   # distinct people, none shared.
-  people=$((2 * warmup + 2 * batch + singles))
+  people=$((2 * warmup + 2 * batch + erasures + singles))
   q -c "
     SELECT value FROM (
       SELECT i.value, min(i.subject_id::text) AS s
@@ -287,15 +290,21 @@ SELECT s.record, page.total
 SQL
   log "pgbench: $conns clients, ${duration}s"
   active0=$(q -c 'SELECT active_time FROM pg_stat_database WHERE datname = current_database()')
+  # Every statement's latency is logged (-l: one line per statement, its latency in µs in the
+  # third column), for the ceiling's own p50 and p99.
+  rm -f "$out/pgbench-log-$n".*
   pgbench -n -M prepared -c "$conns" -j 2 -T "$duration" -f "$out/search.sql" \
-    "$bench_url" >"$out/pgbench-$n.txt" 2>&1
+    -l --log-prefix="$out/pgbench-log-$n" "$bench_url" >"$out/pgbench-$n.txt" 2>&1
+  read -r pg_p50 pg_p99 < <(cat "$out/pgbench-log-$n".* | awk '{ print $3 / 1000 }' | sort -n |
+    awk '{ v[NR] = $1 } END { printf "%.3f %.3f\n", v[int(NR * 0.50 + 0.5)], v[int(NR * 0.99 + 0.5)] }')
+  rm -f "$out/pgbench-log-$n".*
   stats_settle
   active1=$(q -c 'SELECT active_time FROM pg_stat_database WHERE datname = current_database()')
   pg_tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$out/pgbench-$n.txt" | head -n 1)
   pg_lat=$(sed -n 's/^latency average = \([0-9.]*\) ms/\1/p' "$out/pgbench-$n.txt")
   pg_total=$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' "$out/pgbench-$n.txt")
   pg_db_ms=$(echo "($active1 - $active0) / $pg_total" | bc -l)
-  log "pgbench: $pg_tps tps, latency average $pg_lat ms"
+  log "pgbench: $pg_tps tps, latency average $pg_lat ms, p50 $pg_p50 ms, p99 $pg_p99 ms"
 
   k=$(( (RANDOM % nkeys) + 1 ))
   q >"$out/explain-$n.txt" <<SQL
@@ -312,10 +321,11 @@ EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) :format
 SQL
 
   # 3. The request pipeline.
-  log "pipeline: $batch erasures + $batch exports at once, then $singles single erasures"
+  log "pipeline: $batch erasures + $batch exports at once, $erasures erasures at once, then $singles single erasures"
   stat_snapshot
   DATABASE_URL=$bench_url GDPRD_LOG=warn "$pipeline" "http://127.0.0.1:$port" "$token" \
-    "$out/emails-$n.txt" --batch "$batch" --singles "$singles" --timeout "$pipeline_timeout" \
+    "$out/emails-$n.txt" --batch "$batch" --erasures "$erasures" --singles "$singles" \
+    --timeout "$pipeline_timeout" \
     --warmup "$warmup" >"$out/pipeline-$n.json"
   log "pipeline: $(cat "$out/pipeline-$n.json")"
   rss_peak=$(awk '/VmHWM/ {print $2}' "/proc/$server_pid/status")
@@ -327,7 +337,7 @@ SQL
   # worker's concurrency, while nothing else runs.
   log "pipeline baseline: the services' SQL of as many requests, run directly"
   DATABASE_URL=$bench_url GDPRD_LOG=warn "$direct_sql" "$out/direct-emails-$n.txt" \
-    --warmup "$warmup" --batch "$batch" --singles "$singles" \
+    --warmup "$warmup" --batch "$batch" --erasures "$erasures" --singles "$singles" \
     --concurrency "${BENCH_WORKER_CONCURRENCY:-4}" \
     >"$out/direct-$n.json"
   log "baseline: $(cat "$out/direct-$n.json")"
@@ -375,7 +385,7 @@ r = {
   "api_rps": $api_rps, "api_p50_ms": $api_p50, "api_p99_ms": $api_p99,
   "api_requests": $api_total, "api_gdprd_cpu_ms": $api_cpu_ms,
   "api_machine_busy": $api_machine_busy, "loadavg_before_search": $loadavg, "api_non2xx": ${api_non2xx:-0}, "api_db_ms": $api_db_ms,
-  "pg_tps": $pg_tps, "pg_latency_avg_ms": $pg_lat, "pg_db_ms": $pg_db_ms,
+  "pg_tps": $pg_tps, "pg_latency_avg_ms": $pg_lat, "pg_p50_ms": $pg_p50, "pg_p99_ms": $pg_p99, "pg_db_ms": $pg_db_ms,
   "rss_idle_kb": $rss_idle, "rss_search_kb": $rss_search, "rss_peak_kb": $rss_peak,
   "explain": open("$out/explain-$n.txt").read(),
   "tables_search": open("$out/tables-search-$n.tsv").read(),
@@ -383,7 +393,7 @@ r = {
   "index_delete": open("$out/index-delete-$n.txt").read(),
   "pipeline": json.load(open("$out/pipeline-$n.json")),
   "direct": json.load(open("$out/direct-$n.json")),
-  "duration_s": $duration, "connections": $conns, "batch": $batch, "singles": $singles,
+  "duration_s": $duration, "connections": $conns, "batch": $batch, "erasures": $erasures, "singles": $singles,
   "worker_concurrency": "${BENCH_WORKER_CONCURRENCY:-default}",
 }
 json.dump(r, open(sys.argv[1], "w"), indent=1)
