@@ -88,6 +88,11 @@ def pipeline_ratio(r, phase="batch"):
     return done / base if base and done else None
 
 
+def peak_rss_mb(r):
+    """The server's peak resident memory over the run, in MB (10^6 bytes, as the target)."""
+    return max(r["rss_search_kb"], r["rss_peak_kb"]) * 1024 / 1e6
+
+
 def erasures_per_s(r):
     """Completed erasures/s of the batch of erasures alone, else of the mixed batch."""
     p = r["pipeline"]
@@ -119,6 +124,8 @@ out.append(row("Search p99 ≤ 10 ms",
                          + (f" (pgbench's own p99: {f(r['pg_p99_ms'], 2)} ms)" if r.get("pg_p99_ms") else "")))
 out.append(row("≥ 200 completed erasures/s",
                lambda r: f"{f(erasures_per_s(r))}/s: {ok((erasures_per_s(r) or 0) >= 200)}"))
+out.append(row("Peak RSS < 150 MB under load",
+               lambda r: f"{f(peak_rss_mb(r), 0)} MB: {ok(peak_rss_mb(r) < 150)}"))
 out.append(row("p50 submit→COMPLETED < 200 ms",
                lambda r: f"{f(r['pipeline']['single_p50_ms'], 0)} ms: "
                          f"{ok((r['pipeline']['single_p50_ms'] or 1e9) < 200)}"))
