@@ -57,14 +57,15 @@ pub fn build(
         format: "gdprd export 1: one JSON file per service, one CSV file per table",
         services: Vec::new(),
     };
+    // Each file is written straight into its compressor: the archive holds the rows once,
+    // compressed, besides the service's export itself.
     for export in services {
-        let tables = export.data.as_object().cloned().unwrap_or_default();
         let json_name = format!("{}.json", export.service);
         zip.start_file(&json_name, options)?;
-        zip.write_all(&serde_json::to_vec_pretty(export.data)?)?;
+        serde_json::to_writer_pretty(&mut zip, export.data)?;
         let mut files = vec![json_name];
         let mut records = 0;
-        for (table, rows) in &tables {
+        for (table, rows) in export.data.as_object().into_iter().flatten() {
             let rows = rows.as_array().map(Vec::as_slice).unwrap_or_default();
             if rows.is_empty() {
                 continue;
@@ -72,7 +73,7 @@ pub fn build(
             records += rows.len();
             let csv_name = format!("{}/{}.csv", export.service, table);
             zip.start_file(&csv_name, options)?;
-            zip.write_all(&to_csv(rows)?)?;
+            write_csv(rows, &mut zip)?;
             files.push(csv_name);
         }
         manifest.services.push(ManifestService {
@@ -85,7 +86,7 @@ pub fn build(
         });
     }
     zip.start_file("manifest.json", options)?;
-    zip.write_all(&serde_json::to_vec_pretty(&manifest)?)?;
+    serde_json::to_writer_pretty(&mut zip, &manifest)?;
     Ok(zip.finish()?.into_inner())
 }
 
@@ -103,9 +104,9 @@ fn zip_time(now: chrono::DateTime<chrono::Utc>) -> zip::DateTime {
     .unwrap_or_default()
 }
 
-/// Rows of JSON objects as CSV: the columns of the first row (then any others, in order), text
-/// as it is, other values as JSON.
-fn to_csv(rows: &[Value]) -> anyhow::Result<Vec<u8>> {
+/// Writes rows of JSON objects as CSV into `to`: the columns of the first row (then any others,
+/// in order), text as it is, other values as JSON.
+fn write_csv(rows: &[Value], to: impl Write) -> anyhow::Result<()> {
     let mut columns: Vec<String> = Vec::new();
     for row in rows {
         for key in row.as_object().map(Map::keys).into_iter().flatten() {
@@ -114,20 +115,20 @@ fn to_csv(rows: &[Value]) -> anyhow::Result<Vec<u8>> {
             }
         }
     }
-    let mut out = csv::Writer::from_writer(Vec::new());
+    let mut out = csv::Writer::from_writer(to);
     out.write_record(&columns)?;
     for row in rows {
-        let record: Vec<String> = columns
-            .iter()
-            .map(|c| match row.get(c) {
-                None | Some(Value::Null) => String::new(),
-                Some(Value::String(s)) => s.clone(),
-                Some(other) => other.to_string(),
-            })
-            .collect();
-        out.write_record(&record)?;
+        for column in &columns {
+            match row.get(column) {
+                None | Some(Value::Null) => out.write_field("")?,
+                Some(Value::String(s)) => out.write_field(s)?,
+                Some(other) => out.write_field(other.to_string())?,
+            }
+        }
+        out.write_record(None::<&[u8]>)?;
     }
-    Ok(out.into_inner()?)
+    out.flush()?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -141,7 +142,9 @@ mod tests {
             json!({"id": 1, "name": "Ana, García"}),
             json!({"id": 2, "email": "x@example.com"}),
         ];
-        let csv = String::from_utf8(to_csv(&rows).unwrap()).unwrap();
+        let mut csv = Vec::new();
+        write_csv(&rows, &mut csv).unwrap();
+        let csv = String::from_utf8(csv).unwrap();
         assert_eq!(csv, "id,name,email\n1,\"Ana, García\",\n2,,x@example.com\n");
     }
 }

@@ -190,6 +190,11 @@ impl Worker {
             let outcomes: Vec<(Uuid, &Outcome)> = done.iter().map(|(j, o, _)| (j.id, o)).collect();
             completed = queue::complete_all(&mut tx, Some(&self.id), &outcomes).await?;
             finished |= !completed.is_empty();
+            // The exports are in the jobs' rows now, where the finalization reads them: the
+            // memory of the largest ones is not held twice while it builds the archive.
+            for (_, outcome, _) in &mut done {
+                outcome.export = None;
+            }
         }
         let mut finalized = None;
         if finished && guarded {
