@@ -236,7 +236,7 @@ impl Totals {
         for o in outcomes {
             self.matched += o.matched;
             self.erased += o.deleted + o.anonymized;
-            self.export_bytes += o.export.as_ref().map_or(0, |e| e.to_string().len());
+            self.export_bytes += o.export.as_ref().map_or(0, |e| e.get().len());
         }
     }
 }

@@ -9,7 +9,9 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use sqlx::postgres::PgRow;
+use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
 use uuid::Uuid;
 
@@ -42,8 +44,9 @@ pub struct Outcome {
     /// Rows erasure leaves alone (or would, for a summary).
     pub retained: i64,
     pub retained_reason: Option<String>,
-    /// `{ "<table>": [ { column: value, … }, … ], … }`
-    pub export: Option<serde_json::Value>,
+    /// `{ "<table>": [ { column: value, … }, … ], … }`, as the JSON text PostgreSQL built: an
+    /// export is kept and passed on as text, never as a tree of values, whatever its size.
+    pub export: Option<Box<RawValue>>,
 }
 
 /// A statement that failed: which service, table and step, and the database's message. Never
@@ -510,10 +513,10 @@ impl<'a> Run<'a> {
 
     /// Exports the subject's rows of every table in one statement (one round trip, however
     /// many tables the service has).
-    async fn export(&self, conn: &mut PgConnection) -> Result<serde_json::Value, ExecuteError> {
+    async fn export(&self, conn: &mut PgConnection) -> Result<Box<RawValue>, ExecuteError> {
         let tables: Vec<usize> = (0..self.service.tables.len()).collect();
         if tables.is_empty() {
-            return Ok(serde_json::json!({}));
+            return Ok(RawValue::from_string("{}".to_owned()).expect("{} is JSON"));
         }
         // jsonb_build_object takes at most 100 arguments.
         let objects = tables
@@ -535,7 +538,8 @@ impl<'a> Run<'a> {
             .query(format!("SELECT {objects}"))
             .fetch_one(&mut *conn)
             .await
-            .and_then(|row: PgRow| row.try_get(0))
+            .and_then(|row: PgRow| row.try_get::<Json<Box<RawValue>>, _>(0))
+            .map(|export| export.0)
             .map_err(self.fail(None, "exporting"))
     }
 

@@ -1,9 +1,13 @@
 //! The export archive: a ZIP with a manifest, one JSON file per service and one CSV file per
 //! table (the data is tabular).
 
+use std::collections::BTreeMap;
 use std::io::Write;
 
-use serde::Serialize;
+use anyhow::Context;
+use serde::ser::{Error as _, SerializeMap};
+use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use zip::write::SimpleFileOptions;
 
@@ -13,8 +17,33 @@ pub struct ServiceExport<'a> {
     pub purpose: &'a str,
     pub categories: &'a [String],
     pub retention: &'a str,
-    /// `{ "<table>": [ {column: value, …}, … ] }`
-    pub data: &'a Value,
+    /// `{ "<table>": [ {column: value, …}, … ] }`, as JSON text.
+    pub data: &'a RawValue,
+}
+
+/// A service's tables, each kept as its JSON text until it is written: only one table's rows
+/// are ever parsed at a time. Serializes as the object of all of them.
+struct Tables<'a>(BTreeMap<String, &'a RawValue>);
+
+impl Tables<'_> {
+    /// The rows of one table (anything but a list of rows is no rows).
+    fn rows(raw: &RawValue) -> serde_json::Result<Vec<Value>> {
+        Ok(match serde_json::from_str(raw.get())? {
+            Value::Array(rows) => rows,
+            _ => Vec::new(),
+        })
+    }
+}
+
+impl Serialize for Tables<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (table, raw) in &self.0 {
+            let rows: Value = serde_json::from_str(raw.get()).map_err(S::Error::custom)?;
+            map.serialize_entry(table, &rows)?;
+        }
+        map.end()
+    }
 }
 
 #[derive(Serialize)]
@@ -59,21 +88,26 @@ pub fn build(
     };
     // Each file is written straight into its compressor: the archive holds the rows once,
     // compressed, besides the service's export itself.
+    // Each table is parsed for its JSON and again for its CSV, one at a time.
     for export in services {
+        let tables = Tables(
+            serde_json::from_str(export.data.get())
+                .with_context(|| format!("the export of {} is not an object", export.service))?,
+        );
         let json_name = format!("{}.json", export.service);
         zip.start_file(&json_name, options)?;
-        serde_json::to_writer_pretty(&mut zip, export.data)?;
+        serde_json::to_writer_pretty(&mut zip, &tables)?;
         let mut files = vec![json_name];
         let mut records = 0;
-        for (table, rows) in export.data.as_object().into_iter().flatten() {
-            let rows = rows.as_array().map(Vec::as_slice).unwrap_or_default();
+        for (table, raw) in &tables.0 {
+            let rows = Tables::rows(raw)?;
             if rows.is_empty() {
                 continue;
             }
             records += rows.len();
             let csv_name = format!("{}/{}.csv", export.service, table);
             zip.start_file(&csv_name, options)?;
-            write_csv(rows, &mut zip)?;
+            write_csv(&rows, &mut zip)?;
             files.push(csv_name);
         }
         manifest.services.push(ManifestService {

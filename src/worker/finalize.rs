@@ -3,7 +3,8 @@
 //! trace of the erased identifiers.
 
 use chrono::{Duration, Utc};
-use serde_json::{Value, json};
+use serde_json::json;
+use serde_json::value::RawValue;
 use sqlx::PgConnection;
 use sqlx::types::Json;
 use uuid::Uuid;
@@ -27,7 +28,7 @@ struct JobResult {
     retained: i64,
     last_error: Option<String>,
     attempts: i32,
-    result: Option<Json<Value>>,
+    result: Option<Json<Box<RawValue>>>,
 }
 
 /// Runs the finalize job `job` in a transaction of its own.
@@ -156,7 +157,7 @@ async fn store_archive(
             .bind(request_id)
             .fetch_one(&mut *conn)
             .await?;
-    let empty = json!({});
+    let empty = RawValue::from_string("{}".to_owned())?;
     let exports: Vec<ServiceExport<'_>> = jobs
         .iter()
         .filter_map(|j| {
@@ -166,7 +167,7 @@ async fn store_archive(
                 purpose: &service.purpose,
                 categories: &service.categories,
                 retention: &service.retention,
-                data: j.result.as_ref().map(|r| &r.0).unwrap_or(&empty),
+                data: j.result.as_ref().map_or(&*empty, |r| &*r.0),
             })
         })
         .collect();

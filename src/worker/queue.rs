@@ -202,9 +202,9 @@ pub async fn complete_all(
         .iter()
         .map(|(_, o)| o.retained_reason.as_deref())
         .collect();
-    let results: Vec<Option<sqlx::types::Json<&serde_json::Value>>> = jobs
+    let results: Vec<Option<sqlx::types::Json<&serde_json::value::RawValue>>> = jobs
         .iter()
-        .map(|(_, o)| o.export.as_ref().map(sqlx::types::Json))
+        .map(|(_, o)| o.export.as_deref().map(sqlx::types::Json))
         .collect();
     sqlx::query_scalar(
         "UPDATE gdpr_jobs j

@@ -621,6 +621,11 @@ impl JobResult {
                 }
             }
         }
+        let export = self
+            .export
+            .map(|export| serde_json::value::to_raw_value(&export))
+            .transpose()
+            .map_err(|e| format!("the service's export cannot be kept ({e})"))?;
         Ok(Outcome {
             matched: self.matched,
             deleted: self.deleted,
@@ -628,7 +633,7 @@ impl JobResult {
             updated: self.updated,
             retained: self.retained,
             retained_reason: self.retained_reason.filter(|r| !r.trim().is_empty()),
-            export: self.export.map(serde_json::Value::Object),
+            export,
         })
     }
 }
