@@ -34,7 +34,7 @@ pub enum Action<'a> {
 }
 
 /// What an action found and did on one service.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Default, Serialize, Deserialize)]
 pub struct Outcome {
     /// The subject's rows across the service's tables.
     pub matched: i64,
@@ -47,6 +47,22 @@ pub struct Outcome {
     /// `{ "<table>": [ { column: value, … }, … ], … }`, as the JSON text PostgreSQL built: an
     /// export is kept and passed on as text, never as a tree of values, whatever its size.
     pub export: Option<Box<RawValue>>,
+}
+
+/// Counts and the retention reason only: an export holds the subject's personal data, so only
+/// its size shows.
+impl std::fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outcome")
+            .field("matched", &self.matched)
+            .field("deleted", &self.deleted)
+            .field("anonymized", &self.anonymized)
+            .field("updated", &self.updated)
+            .field("retained", &self.retained)
+            .field("retained_reason", &self.retained_reason)
+            .field("export_bytes", &self.export.as_ref().map(|e| e.get().len()))
+            .finish()
+    }
 }
 
 /// A statement that failed: which service, table and step, and the database's message. Never
@@ -939,6 +955,19 @@ mod tests {
 
     use super::*;
     use crate::catalog::Catalog;
+
+    #[test]
+    fn an_outcome_shows_the_size_of_its_export_never_its_rows() {
+        let outcome = Outcome {
+            matched: 1,
+            export: RawValue::from_string(r#"{"demo.t": [{"email": "ana@example.com"}]}"#.into())
+                .ok(),
+            ..Outcome::default()
+        };
+        let shown = format!("{outcome:?}");
+        assert!(!shown.contains("ana@example.com"), "{shown}");
+        assert!(shown.contains("export_bytes: Some(42)"), "{shown}");
+    }
 
     /// Rows enough in every demo table that the planner reads a table whole unless an index
     /// answers the comparison, each value distinct as identifiers are.
