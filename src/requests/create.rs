@@ -74,6 +74,10 @@ pub struct Accepted {
 
 pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 200;
 
+/// How many times a submission inserts again after an identical request finished between its
+/// insert and the look-up of that request, before it asks the caller to submit again.
+const MAX_RACES: u32 = 3;
+
 pub async fn submit(
     pool: &PgPool,
     ctx: &Context<'_>,
@@ -153,40 +157,51 @@ pub async fn submit(
         terms: all_terms,
     };
     let subject_hash = subject_hash(ctx.key, request_type, &parent.terms);
-    let inserted: Option<Uuid> = sqlx::query_scalar(
-        "INSERT INTO gdpr_requests (id, org_id, client_id, request_type, name, subject, terms,
-             replacement_terms, term_hashes, subject_hash, status, idempotency_key, created_at,
-             due_date, callback_url)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'INITIATED', $11, $12, $13, $14)
-         ON CONFLICT DO NOTHING
-         RETURNING id",
-    )
-    .bind(parent.id)
-    .bind(caller.org_id)
-    .bind(caller.client_id)
-    .bind(request_type.as_str())
-    .bind(&name)
-    .bind(Json(&parent.subject))
-    .bind(Json(&parent.terms))
-    .bind(&replacements_column)
-    .bind(term_hashes(ctx.key, &parent.terms))
-    .bind(&subject_hash)
-    .bind(&submission.idempotency_key)
-    .bind(now)
-    .bind(due_date(now))
-    .bind(&callback_url)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(parent_id) = inserted else {
-        drop(tx);
-        return existing(
-            pool,
+    let hashes = term_hashes(ctx.key, &parent.terms);
+    // An identical request in flight answers a duplicate. Should it finish between the insert
+    // and the look-up of it, the insert is tried again (each statement sees what has committed
+    // since): the caller is answered, not asked to submit again.
+    let mut races = 0;
+    let parent_id = loop {
+        let inserted: Option<Uuid> = sqlx::query_scalar(
+            "INSERT INTO gdpr_requests (id, org_id, client_id, request_type, name, subject, terms,
+                 replacement_terms, term_hashes, subject_hash, status, idempotency_key, created_at,
+                 due_date, callback_url)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'INITIATED', $11, $12, $13, $14)
+             ON CONFLICT DO NOTHING
+             RETURNING id",
+        )
+        .bind(parent.id)
+        .bind(caller.org_id)
+        .bind(caller.client_id)
+        .bind(request_type.as_str())
+        .bind(&name)
+        .bind(Json(&parent.subject))
+        .bind(Json(&parent.terms))
+        .bind(&replacements_column)
+        .bind(&hashes)
+        .bind(&subject_hash)
+        .bind(&submission.idempotency_key)
+        .bind(now)
+        .bind(due_date(now))
+        .bind(&callback_url)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(id) = inserted {
+            break id;
+        }
+        match existing(
+            &mut tx,
             caller,
             request_type,
             &subject_hash,
             submission.idempotency_key.as_deref(),
         )
-        .await;
+        .await
+        {
+            Err(CreateError::RetryLater) if races < MAX_RACES => races += 1,
+            answer => return answer,
+        }
     };
 
     let mut job_rows = JobRows::new(ctx.max_attempts);
@@ -663,7 +678,7 @@ pub fn term_hashes(key: &ServerKey, terms: &Terms) -> Vec<Vec<u8>> {
 
 /// The earlier request a duplicate submission is answered with.
 async fn existing(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     caller: &Caller,
     request_type: RequestType,
     subject_hash: &[u8],
@@ -676,7 +691,7 @@ async fn existing(
         )
         .bind(caller.client_id)
         .bind(key)
-        .fetch_optional(pool)
+        .fetch_optional(&mut *conn)
         .await?;
         if let Some((id, found_type, found_hash)) = found {
             if found_type != request_type.as_str() || found_hash != subject_hash {
@@ -693,7 +708,7 @@ async fn existing(
     .bind(caller.org_id)
     .bind(request_type.as_str())
     .bind(subject_hash)
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await?;
     match in_flight {
         Some(id) => Ok(Accepted { id, created: None }),
