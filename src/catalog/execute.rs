@@ -49,6 +49,13 @@ pub struct Outcome {
     pub export: Option<Box<RawValue>>,
 }
 
+impl Outcome {
+    /// The export of a service with no tables, or of a job that exported nothing: no table.
+    pub fn empty_export() -> Box<RawValue> {
+        RawValue::from_string("{}".to_owned()).expect("{} is JSON")
+    }
+}
+
 /// Counts and the retention reason only: an export holds the subject's personal data, so only
 /// its size shows.
 impl std::fmt::Debug for Outcome {
@@ -532,7 +539,7 @@ impl<'a> Run<'a> {
     async fn export(&self, conn: &mut PgConnection) -> Result<Box<RawValue>, ExecuteError> {
         let tables: Vec<usize> = (0..self.service.tables.len()).collect();
         if tables.is_empty() {
-            return Ok(RawValue::from_string("{}".to_owned()).expect("{} is JSON"));
+            return Ok(Outcome::empty_export());
         }
         // jsonb_build_object takes at most 100 arguments.
         let objects = tables

@@ -86,9 +86,9 @@ pub fn build(
         format: "gdprd export 1: one JSON file per service, one CSV file per table",
         services: Vec::new(),
     };
-    // Each file is written straight into its compressor: the archive holds the rows once,
-    // compressed, besides the service's export itself.
-    // Each table is parsed for its JSON and again for its CSV, one at a time.
+    // Each file is written straight into its compressor, and each table's rows are parsed for
+    // its JSON and again for its CSV, one table at a time: besides the export's text, the
+    // archive holds one table's rows at most.
     for export in services {
         let tables = Tables(
             serde_json::from_str(export.data.get())

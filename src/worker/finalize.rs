@@ -12,6 +12,7 @@ use uuid::Uuid;
 use super::archive::{self, ServiceExport};
 use super::queue::{self, Claimed};
 use super::{RequestWork, Worker};
+use crate::catalog::Outcome;
 use crate::index::store::Staging;
 use crate::index::{IndexRecord, SearchType};
 use crate::requests::create::{FINALIZE, term_hashes};
@@ -157,7 +158,7 @@ async fn store_archive(
             .bind(request_id)
             .fetch_one(&mut *conn)
             .await?;
-    let empty = RawValue::from_string("{}".to_owned())?;
+    let empty = Outcome::empty_export();
     let exports: Vec<ServiceExport<'_>> = jobs
         .iter()
         .filter_map(|j| {
