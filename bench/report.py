@@ -89,8 +89,20 @@ def pipeline_ratio(r, phase="batch"):
 
 
 def peak_rss_mb(r):
-    """The server's peak resident memory over the run, in MB (10^6 bytes, as the target)."""
-    return max(r["rss_search_kb"], r["rss_peak_kb"]) * 1024 / 1e6
+    """The server's peak resident memory over the run, the largest subject's exports included,
+    in MB (10^6 bytes, as the target)."""
+    largest = [e["rss_peak_kb"] for e in r.get("largest_exports", [])]
+    return max([r["rss_search_kb"], r["rss_peak_kb"], *largest]) * 1024 / 1e6
+
+
+def largest(r, n, key):
+    """A figure of the largest subject's `n`th export (1 or 2), or None where a run has none."""
+    exports = r.get("largest_exports") or []
+    return exports[n - 1][key] if len(exports) >= n else None
+
+
+def mib(kb):
+    return "–" if kb is None else f"{kb / 1024:,.0f} MiB"
 
 
 def erasures_per_s(r):
@@ -131,7 +143,9 @@ out.append(row("p50 submit→COMPLETED < 200 ms",
                          f"{ok((r['pipeline']['single_p50_ms'] or 1e9) < 200)}"))
 out.append("\n(Erasures/s: a batch of erasures alone, submitted at once; where a run has none, the "
            "mixed batch of erasures and exports. Both, and their baselines, the same requests' "
-           "service SQL run directly, are in the pipeline rows below.)\n\n")
+           "service SQL run directly, are in the pipeline rows below. Peak RSS: the highest of "
+           "the search load, the pipeline and the largest subject's two exports, each in the "
+           "server memory rows below.)\n\n")
 
 out.append("## Every figure\n\n")
 out.append(head)
@@ -231,6 +245,19 @@ out.append("| **Server memory** (gdprd process) | |\n")
 out.append(row("RSS after start", lambda r: f"{r['rss_idle_kb'] / 1024:,.0f} MiB"))
 out.append(row("peak RSS (VmHWM) after the search load", lambda r: f"{r['rss_search_kb'] / 1024:,.0f} MiB"))
 out.append(row("peak RSS (VmHWM) after the pipeline", lambda r: f"{r['rss_peak_kb'] / 1024:,.0f} MiB"))
+out.append("| **The largest subject's export** (the agent in the most conversations, through the "
+           "API, alone, twice in a row) | |\n")
+out.append(row("rows exported / archive size",
+               lambda r: "–" if largest(r, 1, "rows") is None else
+                         f"{i(largest(r, 1, 'rows'))} / {f(largest(r, 1, 'archive_bytes') / 1e6, 1)} MB"))
+out.append(row("submit→COMPLETED, first / second",
+               lambda r: "–" if largest(r, 1, "seconds") is None else
+                         f"{f(largest(r, 1, 'seconds'), 2)} / {f(largest(r, 2, 'seconds'), 2)} s"))
+out.append(row("RSS before the first → peak during it → after it",
+               lambda r: f"{mib(largest(r, 1, 'rss_before_kb'))} → {mib(largest(r, 1, 'rss_peak_kb'))}"
+                         f" → {mib(largest(r, 1, 'rss_after_kb'))}"))
+out.append(row("peak during the second → after it",
+               lambda r: f"{mib(largest(r, 2, 'rss_peak_kb'))} → {mib(largest(r, 2, 'rss_after_kb'))}"))
 out.append("\n")
 out.append("Search keys: up to 200 random index records per search type, searched with the "
            "spellings their records hold (so phone numbers in national format, names with their "

@@ -28,6 +28,9 @@
 #      of GDPR_DELETE and GDPR_EXPORT requests for distinct people at once and times them to
 #      COMPLETED, then a batch of GDPR_DELETE requests alone the same way, then times single
 #      erasures submit -> COMPLETED (polling every 10 ms);
+#      then exports the largest subject (the agent in the most conversations, kept out of the
+#      batches) twice in a row, each alone, recording the server's peak resident memory during
+#      each (reset in between) and what stays resident after;
 #      then runs the same requests for other people as their services' SQL alone
 #      (bench/direct_sql.rs), the baseline of the pipeline;
 #   4. records the server's peak RSS (VmHWM) and PostgreSQL's busy time per operation
@@ -214,15 +217,26 @@ PY
   types=$(cut -f1 "$out/raw-$n.tsv" | sort | uniq -c | awk '{printf "%s%s %s", sep, $2, $1; sep=", "}')
   log "search keys: $(wc -l <"$out/paths-$n.txt") raw spellings ($types), $nkeys normalized"
 
+  # The largest subject, for step 3c: the agent in the most conversations (the demo data's
+  # agents each take part in a share of all conversations; nobody else comes near), by the
+  # email address its directory entry and its search record hold.
+  largest_email=$(q -c "
+    SELECT u.email
+      FROM demo.conversation_participants p JOIN demo.directory_users u ON u.id = p.user_id
+     WHERE p.purpose = 'agent'
+     GROUP BY u.id, u.email ORDER BY count(*) DESC, u.id LIMIT 1")
+
   # People for the pipeline, and as many others for its baseline: distinct email addresses of
-  # distinct people, none shared.
+  # distinct people, none shared, the largest subject not among them.
   people=$((2 * warmup + 2 * batch + erasures + singles))
-  q -c "
-    SELECT value FROM (
-      SELECT i.value, min(i.subject_id::text) AS s
-        FROM subject_identifiers i WHERE i.id_type = 'EMAIL'
-       GROUP BY i.value HAVING count(*) = 1) u
-     ORDER BY random() LIMIT $((2 * people))" >"$out/people-$n.txt"
+  q -v largest="$largest_email" >"$out/people-$n.txt" <<SQL
+SELECT value FROM (
+  SELECT i.value, min(i.subject_id::text) AS s
+    FROM subject_identifiers i WHERE i.id_type = 'EMAIL'
+   GROUP BY i.value HAVING count(*) = 1) u
+ WHERE value <> lower(trim(:'largest'))
+ ORDER BY random() LIMIT $((2 * people));
+SQL
   head -n "$people" "$out/people-$n.txt" >"$out/emails-$n.txt"
   tail -n +"$((people + 1))" "$out/people-$n.txt" >"$out/direct-emails-$n.txt"
 
@@ -329,6 +343,44 @@ SQL
     --warmup "$warmup" >"$out/pipeline-$n.json"
   log "pipeline: $(cat "$out/pipeline-$n.json")"
   rss_peak=$(awk '/VmHWM/ {print $2}' "/proc/$server_pid/status")
+
+  # 3c. The largest subject's export, twice in a row through the API, each alone: its time to
+  # COMPLETED, rows and archive, and the server's peak resident memory while it runs (the
+  # peak is reset before each: `5` in /proc/PID/clear_refs) and what stays resident after.
+  log "largest subject: two exports in a row of the agent in the most conversations"
+  kb() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$server_pid/status"; }
+  largest_json=()
+  for round in 1 2; do
+    rss_before=$(kb VmRSS)
+    echo 5 >"/proc/$server_pid/clear_refs"
+    t0=$(date +%s.%N)
+    rid=$(python3 - "http://127.0.0.1:$port" "$token" "$largest_email" "$pipeline_timeout" <<'PY'
+import json, sys, time, urllib.request
+base, token, email, timeout = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+def call(path, body=None):
+    req = urllib.request.Request(base + path, data=body and json.dumps(body).encode(),
+        headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+    return json.load(urllib.request.urlopen(req))
+r = call("/api/v2/gdpr/requests", {"requestType": "GDPR_EXPORT", "subject": {"emailAddresses": [email]}})
+deadline = time.monotonic() + timeout
+while r["status"] not in ("COMPLETED", "ERROR"):
+    if time.monotonic() > deadline:
+        sys.exit(f"the largest subject's export was not done within {timeout:.0f} s")
+    time.sleep(0.05)
+    r = call("/api/v2/gdpr/requests/" + r["id"])
+if r["status"] != "COMPLETED":
+    sys.exit("the largest subject's export ended in " + r["status"])
+print(r["id"])
+PY
+)
+    t1=$(date +%s.%N)
+    read -r rows archive_bytes < <(q -F ' ' -c "
+      SELECT (SELECT sum(matched) FROM gdpr_jobs WHERE request_id = '$rid'),
+             (SELECT sum(length(content)) FROM export_archives WHERE request_id = '$rid')")
+    sleep 1
+    largest_json+=("{\"seconds\": $(printf '%.3f' "$(echo "$t1 - $t0" | bc -l)"), \"rows\": $rows, \"archive_bytes\": $archive_bytes, \"rss_before_kb\": $rss_before, \"rss_peak_kb\": $(kb VmHWM), \"rss_after_kb\": $(kb VmRSS)}")
+    log "largest subject, export $round: ${largest_json[-1]}"
+  done
   cleanup
   stat_diff >"$out/tables-pipeline-$n.tsv"
 
@@ -387,6 +439,7 @@ r = {
   "api_machine_busy": $api_machine_busy, "loadavg_before_search": $loadavg, "api_non2xx": ${api_non2xx:-0}, "api_db_ms": $api_db_ms,
   "pg_tps": $pg_tps, "pg_latency_avg_ms": $pg_lat, "pg_p50_ms": $pg_p50, "pg_p99_ms": $pg_p99, "pg_db_ms": $pg_db_ms,
   "rss_idle_kb": $rss_idle, "rss_search_kb": $rss_search, "rss_peak_kb": $rss_peak,
+  "largest_exports": [$(IFS=,; echo "${largest_json[*]}")],
   "explain": open("$out/explain-$n.txt").read(),
   "tables_search": open("$out/tables-search-$n.tsv").read(),
   "tables_pipeline": open("$out/tables-pipeline-$n.tsv").read(),
