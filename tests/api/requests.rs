@@ -4,6 +4,7 @@ use gdprd::seed::story;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use uuid::Uuid;
 
 use crate::helpers::{ALL_PERMISSIONS, TestApp, expect_error, seed};
 
@@ -688,6 +689,77 @@ async fn concurrent_duplicate_posts_create_exactly_one_request(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(count, 1);
+}
+
+#[sqlx::test]
+async fn a_duplicate_whose_original_finishes_while_it_is_accepted_is_a_new_request(pool: PgPool) {
+    seed(&pool, 10).await;
+    let app = TestApp::spawn_without_worker(pool).await;
+    let token = app.token("demo", ALL_PERMISSIONS).await;
+    let body = json!({"requestType": "GDPR_EXPORT", "subject": ana()});
+    let first = app.accepted(&token, body.clone()).await;
+    // From here, an insert into gdpr_requests waits, once it has run, for a lock the test
+    // holds: the duplicate's insert has met the first request, and its look-up of that request
+    // has yet to run when the first finishes.
+    sqlx::raw_sql(
+        "CREATE FUNCTION pause_after_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN PERFORM pg_advisory_xact_lock(7); RETURN NULL; END $$;
+         CREATE TRIGGER pause_after_insert AFTER INSERT ON gdpr_requests
+         FOR EACH STATEMENT EXECUTE FUNCTION pause_after_insert();",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let mut holder = app.pool.acquire().await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock(7)")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let finish_first = async {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let waiting: bool = sqlx::query_scalar(
+                "SELECT EXISTS (SELECT FROM pg_locks
+                                 WHERE locktype = 'advisory' AND objid = 7 AND NOT granted)",
+            )
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+            if waiting {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the duplicate never inserted"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        sqlx::query(
+            "UPDATE gdpr_requests SET status = 'COMPLETED', completed_at = now() WHERE id = $1",
+        )
+        .bind(Uuid::parse_str(first["id"].as_str().unwrap()).unwrap())
+        .execute(&app.pool)
+        .await
+        .unwrap();
+        sqlx::query("SELECT pg_advisory_unlock(7)")
+            .execute(&mut *holder)
+            .await
+            .unwrap();
+    };
+    let (duplicate, ()) = tokio::join!(app.submit(&token, &body, false), finish_first);
+    assert_eq!(
+        duplicate.status(),
+        StatusCode::ACCEPTED,
+        "a new request, not a retry later"
+    );
+    let duplicate: Value = duplicate.json().await.unwrap();
+    assert_ne!(duplicate["id"], first["id"]);
+    assert_eq!(duplicate["status"], "INITIATED", "{duplicate}");
+    let requests: i64 = sqlx::query_scalar("SELECT count(*) FROM gdpr_requests")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(requests, 2);
 }
 
 #[sqlx::test]
