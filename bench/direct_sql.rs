@@ -10,8 +10,9 @@
 //! DATABASE_URL=... target/release/examples/direct_sql EMAILS_FILE --batch 100 --erasures 100 --singles 20
 //! ```
 //!
-//! EMAILS_FILE holds one email address per line, each of a distinct person (never one the
-//! pipeline's requests erase). With `--warmup W`, the first W are erased and the next W
+//! EMAILS_FILE holds one email address per line, each of a distinct person (`bench/run.sh`
+//! gives it the pipeline's own people, in a copy of the database taken before the pipeline
+//! erased them, so that both do the same work on the same data). With `--warmup W`, the first W are erased and the next W
 //! exported, unmeasured (the pool's connections prepare their statements), as the pipeline's
 //! warm-up does. Then the next BATCH are erased, the next BATCH exported, all at once with
 //! `--concurrency` requests in flight (the mixed batch); the next ERASURES are erased the same

@@ -218,8 +218,8 @@ out.append(row("single erasure created→completed p50 (server timestamps)",
                lambda r: f"{f(r['pipeline']['single_server_p50_ms'], 0)} ms"))
 out.append(row("PostgreSQL busy time per single erasure (with its polling)",
                lambda r: f"{f(r['pipeline']['single_db_active_ms_per_request'], 1)} ms"))
-out.append("| **Pipeline baseline**: the same mix for other people, their services' SQL run directly "
-           "(`bench/direct_sql.rs`) | |\n")
+out.append("| **Pipeline baseline**: the same requests for the same people, in a copy of the database "
+           "taken after seeding, their services' SQL run directly (`bench/direct_sql.rs`) | |\n")
 out.append(row("requests/s (batch, same concurrency as the worker)",
                lambda r: f(direct(r, "batch_per_s"))))
 out.append(row("**pipeline / baseline** (completed requests/s)",
@@ -264,8 +264,8 @@ out.append("Search keys: up to 200 random index records per search type, searche
            "accents and case); pgbench runs the statement of `src/index/store.rs` `search` with "
            "the normalized values of the same records. PostgreSQL busy time is the growth of "
            "`pg_stat_database.active_time` over the phase divided by the operations, i.e. the SQL "
-           "cost of one operation as PostgreSQL sees it. The pipeline's baseline runs, for other "
-           "people of the same database, what a worker runs for each request's services on gdprd's "
+           "cost of one operation as PostgreSQL sees it. The pipeline's baseline runs, for the same "
+           "people in a copy of the database taken after seeding, what a worker runs for each request's services on gdprd's "
            "own tables (`catalog::execute`, one transaction per request), and nothing else: no API "
            "call, queue, job bookkeeping or finalization (index clean-up, masking, export archive). "
            "The ratio is the share of the pipeline's throughput the data services' SQL alone allows.\n\n")

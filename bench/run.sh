@@ -8,8 +8,9 @@
 #     bench/run.sh 100000               # one size
 #     bench/run.sh 10000 100000 1000000 # the cost curve up to a million (add ~20 minutes: seeding a million people and its two floors take some 17)
 #
-# For each size it drops and re-creates database gdprd_bench on the server found by
-# scripts/pg-env.sh (DATABASE_URL is ignored: the database is destroyed), then:
+# For each size it drops and re-creates databases gdprd_bench and gdprd_bench_direct on the
+# server found by scripts/pg-env.sh (DATABASE_URL is ignored: the databases are destroyed),
+# then:
 #   1. seeds N people with the release binary into the empty database and records time, rate,
 #      index records and service rows; then times PostgreSQL copying the same rows into copies
 #      of the tables (INSERT ... SELECT, one connection), with their indexes kept up to date and
@@ -31,8 +32,9 @@
 #      then exports the largest subject (the agent in the most conversations, kept out of the
 #      batches) twice in a row, each alone, recording the server's peak resident memory during
 #      each (reset in between) and what stays resident after;
-#      then runs the same requests for other people as their services' SQL alone
-#      (bench/direct_sql.rs), the baseline of the pipeline;
+#      then runs the same requests for the same people as their services' SQL alone
+#      (bench/direct_sql.rs), the baseline of the pipeline, in a copy of the database taken
+#      right after seeding (gdprd_bench_direct): both do the same work on the same data;
 #   4. records the server's peak RSS (VmHWM) and PostgreSQL's busy time per operation
 #      (pg_stat_database.active_time).
 # Then bench/report.py writes BENCHMARKS.md and bench/latency.png.
@@ -102,6 +104,13 @@ pg_env_database postgres
 admin_url=$DATABASE_URL
 base_url=${admin_url%/*}
 bench_url=$base_url/gdprd_bench
+direct_url=$base_url/gdprd_bench_direct
+
+drop_databases() {
+  psql -XAtq -d "$admin_url" -c 'SET client_min_messages = warning' \
+    -c 'DROP DATABASE IF EXISTS gdprd_bench WITH (FORCE)' \
+    -c 'DROP DATABASE IF EXISTS gdprd_bench_direct WITH (FORCE)'
+}
 
 q() { psql -XAtq -v ON_ERROR_STOP=1 -d "$bench_url" "$@"; }
 
@@ -150,8 +159,7 @@ stat_diff() {
 
 for n in "${sizes[@]}"; do
   log "=== $n subjects ==="
-  psql -XAtq -d "$admin_url" -c 'SET client_min_messages = warning' \
-    -c 'DROP DATABASE IF EXISTS gdprd_bench WITH (FORCE)'
+  drop_databases
   psql -XAtq -d "$admin_url" -c 'CREATE DATABASE gdprd_bench'
   export DATABASE_URL=$bench_url
   GDPRD_LOG=warn "$gdprd" migrate >/dev/null
@@ -175,6 +183,10 @@ for n in "${sizes[@]}"; do
   log "seeding floors: the same rows copied by PostgreSQL"
   read -r seed_floor_s seed_floor_bulk_s < <(seed_floors "$bench_url")
   log "seeding floors: $seed_floor_s s with indexes kept up to date, $seed_floor_bulk_s s loading then indexing"
+
+  # The baseline's copy of the seeded database (step 3b), while nothing is connected to it.
+  psql -XAtq -d "$admin_url" \
+    -c 'CREATE DATABASE gdprd_bench_direct TEMPLATE gdprd_bench STRATEGY FILE_COPY'
 
   # Keys: up to 200 random subjects per search type; the API gets the raw spellings of their
   # record, pgbench the normalized values of the same subjects.
@@ -226,19 +238,17 @@ PY
      WHERE p.purpose = 'agent'
      GROUP BY u.id, u.email ORDER BY count(*) DESC, u.id LIMIT 1")
 
-  # People for the pipeline, and as many others for its baseline: distinct email addresses of
+  # People for the pipeline and, in the copy, its baseline: distinct email addresses of
   # distinct people, none shared, the largest subject not among them.
   people=$((2 * warmup + 2 * batch + erasures + singles))
-  q -v largest="$largest_email" >"$out/people-$n.txt" <<SQL
+  q -v largest="$largest_email" >"$out/emails-$n.txt" <<SQL
 SELECT value FROM (
   SELECT i.value, min(i.subject_id::text) AS s
     FROM subject_identifiers i WHERE i.id_type = 'EMAIL'
    GROUP BY i.value HAVING count(*) = 1) u
  WHERE value <> lower(trim(:'largest'))
- ORDER BY random() LIMIT $((2 * people));
+ ORDER BY random() LIMIT $people;
 SQL
-  head -n "$people" "$out/people-$n.txt" >"$out/emails-$n.txt"
-  tail -n +"$((people + 1))" "$out/people-$n.txt" >"$out/direct-emails-$n.txt"
 
   # 2. Search through the API.
   port=$(free_port)
@@ -384,15 +394,16 @@ PY
   cleanup
   stat_diff >"$out/tables-pipeline-$n.tsv"
 
-  # 3b. The baseline: the same mix of requests for other people, their services' SQL run
-  # directly (bench/direct_sql.rs: no API, queue, bookkeeping or finalization), with the
-  # worker's concurrency, while nothing else runs.
-  log "pipeline baseline: the services' SQL of as many requests, run directly"
-  DATABASE_URL=$bench_url GDPRD_LOG=warn "$direct_sql" "$out/direct-emails-$n.txt" \
+  # 3b. The baseline: the same requests for the same people, in the copy of the database
+  # taken after seeding, their services' SQL run directly (bench/direct_sql.rs: no API, queue,
+  # bookkeeping or finalization), with the worker's concurrency, while nothing else runs.
+  log "pipeline baseline: the services' SQL of the same requests, run directly"
+  DATABASE_URL=$direct_url GDPRD_LOG=warn "$direct_sql" "$out/emails-$n.txt" \
     --warmup "$warmup" --batch "$batch" --erasures "$erasures" --singles "$singles" \
     --concurrency "${BENCH_WORKER_CONCURRENCY:-4}" \
     >"$out/direct-$n.json"
   log "baseline: $(cat "$out/direct-$n.json")"
+  psql -XAtq -d "$admin_url" -c 'DROP DATABASE gdprd_bench_direct WITH (FORCE)'
 
   # Profile: the index clean-up an erasure ends with (src/worker/finalize.rs, DELETE FROM
   # subjects), for a subject given by one email address, as gdprd writes it and rewritten with
@@ -453,7 +464,7 @@ json.dump(r, open(sys.argv[1], "w"), indent=1)
 PY
 done
 
-psql -XAtq -d "$admin_url" -c 'DROP DATABASE IF EXISTS gdprd_bench WITH (FORCE)'
+drop_databases
 
 if [[ ! -x .build/bench-venv/bin/python ]] || ! .build/bench-venv/bin/python -c 'import matplotlib' 2>/dev/null; then
   log "installing matplotlib into .build/bench-venv"
