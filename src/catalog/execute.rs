@@ -54,11 +54,6 @@ impl Outcome {
     pub fn empty_export() -> Box<RawValue> {
         RawValue::from_string("{}".to_owned()).expect("{} is JSON")
     }
-
-    /// The size of its export's JSON text; 0 without one.
-    pub fn export_len(&self) -> usize {
-        self.export.as_ref().map_or(0, |e| e.get().len())
-    }
 }
 
 /// Counts and the retention reason only: an export holds the subject's personal data, so only
@@ -72,10 +67,7 @@ impl std::fmt::Debug for Outcome {
             .field("updated", &self.updated)
             .field("retained", &self.retained)
             .field("retained_reason", &self.retained_reason)
-            .field(
-                "export_bytes",
-                &self.export.as_ref().map(|_| self.export_len()),
-            )
+            .field("export_bytes", &self.export.as_ref().map(|e| e.get().len()))
             .finish()
     }
 }

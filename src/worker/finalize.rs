@@ -13,7 +13,6 @@ use super::archive::{self, ServiceExport};
 use super::queue::{self, Claimed};
 use super::{RequestWork, Worker};
 use crate::catalog::Outcome;
-use crate::db;
 use crate::index::store::Staging;
 use crate::index::{IndexRecord, SearchType};
 use crate::requests::create::{FINALIZE, term_hashes};
@@ -33,27 +32,13 @@ struct JobResult {
     result: Option<Json<Box<RawValue>>>,
 }
 
-/// What [`finish`] did.
-pub struct Finished {
-    /// Whether the worker still held the job: when not, another worker took it over and
-    /// nothing done here may stay (the caller rolls back).
-    pub held: bool,
-    /// The bytes of the services' exports it read.
-    pub exports_read: usize,
-}
-
 /// Runs the finalize job `job` in a transaction of its own.
 pub async fn run(worker: &Worker, job: &Claimed) -> anyhow::Result<()> {
-    let mut conn = worker.pool.acquire().await?;
-    let mut tx = Worker::begin_on(&mut conn).await?;
+    let mut tx = worker.begin().await?;
     queue::mark_finalizing(&mut tx, job.request_id).await?;
-    let finished = finish(worker, &mut tx, job).await?;
-    if finished.held {
+    if finish(worker, &mut tx, job).await? {
         tx.commit().await?;
-    } else {
-        drop(tx);
     }
-    db::release(conn, finished.exports_read);
     Ok(())
 }
 
@@ -61,12 +46,9 @@ pub async fn run(worker: &Worker, job: &Claimed) -> anyhow::Result<()> {
 /// marked the request `FINALIZING` (a guarded unit that finishes the request's last service job
 /// did so as it released `job`), unless the request finishes in the transaction that finished
 /// its last service job, where no other status would be seen (see
-/// [`queue::take_finalize_after`]). Returns what it did (see [`Finished`]).
-pub async fn finish(
-    worker: &Worker,
-    tx: &mut PgConnection,
-    job: &Claimed,
-) -> anyhow::Result<Finished> {
+/// [`queue::take_finalize_after`]). Returns whether the worker still held the job: when not,
+/// another worker took it over and nothing done here may stay (the caller rolls back).
+pub async fn finish(worker: &Worker, tx: &mut PgConnection, job: &Claimed) -> anyhow::Result<bool> {
     let work = &job.work;
     let request_type = RequestType::parse(&work.request_type)
         .ok_or_else(|| anyhow::anyhow!("unknown request type {:?}", work.request_type))?;
@@ -78,11 +60,6 @@ pub async fn finish(
     .bind(FINALIZE)
     .fetch_all(&mut *tx)
     .await?;
-    let exports_read = jobs
-        .iter()
-        .filter_map(|j| j.result.as_ref())
-        .map(|r| r.0.get().len())
-        .sum();
     let failed: Vec<&JobResult> = jobs.iter().filter(|j| j.status == "error").collect();
 
     let mut summary = None;
@@ -142,10 +119,13 @@ pub async fn finish(
     .bind(&worker.id)
     .fetch_one(&mut *tx)
     .await?;
-    if held && let Some(parent) = parent {
+    if !held {
+        return Ok(false);
+    }
+    if let Some(parent) = parent {
         queue::refresh_parent(&mut *tx, parent).await?;
     }
-    Ok(Finished { held, exports_read })
+    Ok(true)
 }
 
 fn access_summary(worker: &Worker, jobs: &[JobResult]) -> Vec<ServiceSummary> {

@@ -12,7 +12,6 @@ use uuid::Uuid;
 use super::queue::{self, Claimed};
 use super::{RequestWork, Worker, finalize};
 use crate::catalog::{self, Action, ExecuteError, HttpEndpoint, Location, Outcome, Service};
-use crate::db;
 use crate::outbound::{self, CallError};
 use crate::requests::terms::TermKind;
 
@@ -20,17 +19,7 @@ use crate::requests::terms::TermKind;
 /// each took.
 struct Ran<'j> {
     completed: Vec<(&'j Claimed, std::time::Duration)>,
-    finalized: Option<Finalized>,
-    /// The bytes of the exports the run carried: its own, and those its finalization read.
-    exported: usize,
-}
-
-/// A finalization a unit ran: its job, how long it took, and the bytes of the services'
-/// exports it read.
-struct Finalized {
-    job: Claimed,
-    took: std::time::Duration,
-    exports_read: usize,
+    finalized: Option<(Claimed, std::time::Duration)>,
 }
 
 /// Why an unguarded run of a unit stopped, its transaction rolled back.
@@ -132,11 +121,10 @@ impl Worker {
                 .ok()
                 .context("a guarded run of a unit always ends")?,
         };
-        db::release(conn, ran.exported);
         for (job, took) in ran
             .completed
             .into_iter()
-            .chain(ran.finalized.as_ref().map(|f| (&f.job, f.took)))
+            .chain(ran.finalized.as_ref().map(|(j, t)| (j, *t)))
         {
             tracing::info!(
                 request_id = %job.request_id, service = %job.service, action = %job.action,
@@ -198,7 +186,6 @@ impl Worker {
             }
         }
         let mut completed = Vec::new();
-        let mut exported: usize = done.iter().map(|(_, o, _)| o.export_len()).sum();
         if !done.is_empty() {
             let outcomes: Vec<(Uuid, &Outcome)> = done.iter().map(|(j, o, _)| (j.id, o)).collect();
             completed = queue::complete_all(&mut tx, Some(&self.id), &outcomes).await?;
@@ -234,7 +221,6 @@ impl Worker {
             queue::refresh_status(&mut tx, request_id).await?;
         }
         tx.commit().await?;
-        exported += finalized.as_ref().map_or(0, |f| f.exports_read);
         let completed = done
             .into_iter()
             .filter(|(j, _, _)| completed.contains(&j.id))
@@ -243,7 +229,6 @@ impl Worker {
         Ok(Ok(Ran {
             completed,
             finalized,
-            exported,
         }))
     }
 
@@ -251,7 +236,11 @@ impl Worker {
     /// unit's transaction (saving a claim and a transaction), in a savepoint: should that fail,
     /// the finalize job stays queued for any worker, with its attempts and retries. Returns the
     /// finalize job it ran and how long it took.
-    async fn finalize_now(&self, tx: &mut PgConnection, request_id: Uuid) -> Option<Finalized> {
+    async fn finalize_now(
+        &self,
+        tx: &mut PgConnection,
+        request_id: Uuid,
+    ) -> Option<(Claimed, std::time::Duration)> {
         let result: anyhow::Result<_> = async {
             let mut savepoint = tx.begin().await?;
             let finalized = self.finalize_in(&mut savepoint, request_id).await?;
@@ -274,28 +263,26 @@ impl Worker {
         &self,
         tx: &mut PgConnection,
         request_id: Uuid,
-    ) -> anyhow::Result<Option<Finalized>> {
+    ) -> anyhow::Result<Option<(Claimed, std::time::Duration)>> {
         match queue::take_finalize(tx, request_id, &self.id, self.lease()).await? {
             Some(job) => Ok(Some(self.finalize_taken(tx, job).await?)),
             None => Ok(None),
         }
     }
 
-    /// Finalizes the request of `job`, a finalize job this worker took, in `tx`. On `Err` the
-    /// caller undoes what was done here.
+    /// Finalizes the request of `job`, a finalize job this worker took, in `tx`. Returns the
+    /// job and how long it took; on `Err` the caller undoes what was done here.
     async fn finalize_taken(
         &self,
         tx: &mut PgConnection,
         job: Claimed,
-    ) -> anyhow::Result<Finalized> {
+    ) -> anyhow::Result<(Claimed, std::time::Duration)> {
         let started = std::time::Instant::now();
-        let finished = finalize::finish(self, tx, &job).await?;
-        anyhow::ensure!(finished.held, "another worker took the finalize job over");
-        Ok(Finalized {
-            job,
-            took: started.elapsed(),
-            exports_read: finished.exports_read,
-        })
+        anyhow::ensure!(
+            finalize::finish(self, tx, &job).await?,
+            "another worker took the finalize job over"
+        );
+        Ok((job, started.elapsed()))
     }
 
     /// Carries out a job's action on its service's tables in `conn`'s database; `guarded`, in a
@@ -359,22 +346,16 @@ impl Worker {
             queue::refresh_status(&mut own, job.request_id).await?;
             own.commit().await?;
         }
-        let mut data_conn = data_pool.acquire().await?;
-        let mut data = data_conn.begin().await?;
+        let mut data = data_pool.begin().await?;
         let outcome = self.act(&mut data, job, true).await?;
-        let carried = outcome.export_len();
-        let mut own_conn = self.pool.acquire().await?;
-        let mut own = Worker::begin_on(&mut own_conn).await?;
-        if queue::complete(&mut own, job.id, Some(&self.id), &outcome).await? {
-            queue::after_service_job(&mut own, job.request_id).await?;
-            data.commit().await?;
-            own.commit().await?;
-        } else {
+        let mut own = self.begin().await?;
+        if !queue::complete(&mut own, job.id, Some(&self.id), &outcome).await? {
             data.rollback().await?;
-            own.rollback().await?;
+            return Ok(());
         }
-        db::release(data_conn, carried);
-        db::release(own_conn, carried);
+        queue::after_service_job(&mut own, job.request_id).await?;
+        data.commit().await?;
+        own.commit().await?;
         Ok(())
     }
 
@@ -411,15 +392,11 @@ impl Worker {
         match answer.status {
             200 => {
                 let outcome = JobResult::parse(&answer.body).map_err(|e| Permanent(redact(e)))?;
-                let mut conn = self.pool.acquire().await?;
-                let mut tx = Worker::begin_on(&mut conn).await?;
+                let mut tx = self.begin().await?;
                 if queue::complete(&mut tx, job.id, Some(&self.id), &outcome).await? {
                     queue::after_service_job(&mut tx, job.request_id).await?;
                     tx.commit().await?;
-                } else {
-                    drop(tx);
                 }
-                db::release(conn, outcome.export_len());
                 Ok(())
             }
             202 => {
