@@ -5,6 +5,7 @@
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use sqlx::Connection;
 use sqlx::types::Json;
 use uuid::Uuid;
 
@@ -14,6 +15,7 @@ use super::openapi::{
     ServiceUnavailable, TooManyRequests, Unauthorized,
 };
 use crate::catalog::Location;
+use crate::db::Carrier;
 use crate::requests::terms::Terms;
 use crate::state::AppState;
 use crate::worker::queue;
@@ -114,7 +116,8 @@ pub async fn job_result(
              retained, retainedReason, export}} or {{error}}."
         ))
     })?;
-    let mut tx = state.pool.begin().await?;
+    let mut conn = Carrier::acquire(&state.pool).await?;
+    let mut tx = conn.begin().await?;
     let recorded = match result.into_outcome() {
         Ok(outcome) => queue::complete(&mut tx, job_id, None, &outcome).await?,
         Err(reason) => {
