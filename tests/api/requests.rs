@@ -720,7 +720,9 @@ async fn a_duplicate_whose_original_finishes_while_it_is_accepted_is_a_new_reque
         loop {
             let waiting: bool = sqlx::query_scalar(
                 "SELECT EXISTS (SELECT FROM pg_locks
-                                 WHERE locktype = 'advisory' AND objid = 7 AND NOT granted)",
+                                 WHERE locktype = 'advisory' AND objid = 7 AND NOT granted
+                                   AND database = (SELECT oid FROM pg_database
+                                                    WHERE datname = current_database()))",
             )
             .fetch_one(&app.pool)
             .await
@@ -730,7 +732,7 @@ async fn a_duplicate_whose_original_finishes_while_it_is_accepted_is_a_new_reque
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "the duplicate never inserted"
+                "the duplicate never reached its insert (did its submission fail?)"
             );
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
