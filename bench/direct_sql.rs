@@ -16,7 +16,8 @@
 //! exported, unmeasured (the pool's connections prepare their statements), as the pipeline's
 //! warm-up does. Then the next BATCH are erased, the next BATCH exported, all at once with
 //! `--concurrency` requests in flight (the mixed batch); the next ERASURES are erased the same
-//! way (a batch of erasures alone); the next SINGLES are erased one after another, each timed. Prints one JSON object. The erasures are real: run it on a benchmark database.
+//! way (a batch of erasures alone); the next SINGLES are erased one after another, each timed.
+//! Prints one JSON object. The erasures are real: run it on a benchmark database.
 
 use std::path::PathBuf;
 use std::sync::Arc;
