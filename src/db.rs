@@ -4,9 +4,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sqlx::migrate::Migrator;
-use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Connection, PgConnection, PgPool, Postgres};
+use sqlx::{Connection, PgPool};
 
 use crate::config::GlobalArgs;
 
@@ -25,7 +24,7 @@ pub async fn connect(args: &GlobalArgs) -> anyhow::Result<PgPool> {
     let options: PgConnectOptions = url
         .parse()
         .context("DATABASE_URL is not a valid PostgreSQL URL")?;
-    PgPoolOptions::new()
+    pool_options()
         .max_connections(args.db_max_connections)
         .acquire_timeout(Duration::from_secs(args.db_acquire_timeout_secs))
         .connect_with(options.statement_cache_capacity(STATEMENT_CACHE))
@@ -33,38 +32,19 @@ pub async fn connect(args: &GlobalArgs) -> anyhow::Result<PgPool> {
         .context("cannot connect to PostgreSQL at DATABASE_URL")
 }
 
-/// A connection of the pool for work that may carry exports, which gives back its buffers
-/// before it goes back to the pool. A connection keeps its read and write buffers at the size of
-/// the largest message it has carried, so every connection of the pool that once carried a
-/// large export would keep that memory for as long as it lives (up to sqlx's 30 minutes): the
-/// server's resident memory grew with each large export that happened to run on another
-/// connection. Shrinking a buffer that never grew past its initial 8 KiB does nothing.
-pub struct Carrier(PoolConnection<Postgres>);
-
-impl Carrier {
-    pub async fn acquire(pool: &PgPool) -> sqlx::Result<Carrier> {
-        pool.acquire().await.map(Carrier)
-    }
-}
-
-impl std::ops::Deref for Carrier {
-    type Target = PgConnection;
-
-    fn deref(&self) -> &PgConnection {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Carrier {
-    fn deref_mut(&mut self) -> &mut PgConnection {
-        &mut self.0
-    }
-}
-
-impl Drop for Carrier {
-    fn drop(&mut self) {
-        self.0.shrink_buffers();
-    }
+/// Pool options whose connections give back their buffers as they go back to the pool. A
+/// connection keeps its read and write buffers at the size of the largest message it has
+/// carried, so every connection that once carried a large export (a service's rows, a job's
+/// result, an archive) would keep that memory for as long as it lives (up to sqlx's 30
+/// minutes): the server's resident memory grew with each large export that happened to run on
+/// another connection. Shrinking a buffer that never grew past its initial 8 KiB does nothing.
+pub fn pool_options() -> PgPoolOptions {
+    PgPoolOptions::new().after_release(|conn, _| {
+        Box::pin(async move {
+            conn.shrink_buffers();
+            Ok(true)
+        })
+    })
 }
 
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
@@ -76,6 +56,7 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use sqlx::PgConnection;
     use sqlx::postgres::PgConnectOptions;
 
     use super::*;
@@ -87,35 +68,34 @@ mod tests {
             .unwrap()
     }
 
+    async fn echo(conn: &mut PgConnection, text: &str) -> usize {
+        sqlx::query_scalar::<_, String>("SELECT $1::text || 'y'")
+            .bind(text)
+            .fetch_one(conn)
+            .await
+            .unwrap()
+            .len()
+    }
+
     #[sqlx::test]
     async fn a_connection_that_carried_a_large_message_goes_back_to_the_pool_and_works(
-        pool_options: PgPoolOptions,
+        _: PgPoolOptions,
         connect_options: PgConnectOptions,
     ) {
-        let pool = pool_options
+        let pool = pool_options()
             .max_connections(1)
             .connect_with(connect_options)
             .await
             .unwrap();
-        let mut conn = Carrier::acquire(&pool).await.unwrap();
-        let first = backend(&mut conn).await;
         let large = "x".repeat(4 << 20);
-        let echoed: String = sqlx::query_scalar("SELECT $1::text || 'y'")
-            .bind(&large)
-            .fetch_one(&mut *conn)
-            .await
-            .unwrap();
-        assert_eq!(echoed.len(), large.len() + 1);
+        let mut conn = pool.acquire().await.unwrap();
+        let first = backend(&mut conn).await;
+        assert_eq!(echo(&mut conn, &large).await, large.len() + 1);
         drop(conn);
-        let mut conn = Carrier::acquire(&pool).await.unwrap();
+        let mut conn = pool.acquire().await.unwrap();
         assert_eq!(backend(&mut conn).await, first, "the same connection");
-        let echoed: String = sqlx::query_scalar("SELECT $1::text || 'y'")
-            .bind(&large)
-            .fetch_one(&mut *conn)
-            .await
-            .unwrap();
         assert_eq!(
-            echoed.len(),
+            echo(&mut conn, &large).await,
             large.len() + 1,
             "its buffers grow again as needed"
         );

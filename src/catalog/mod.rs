@@ -19,7 +19,7 @@ use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 
 use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 
 use serde::{Deserialize, Serialize};
 
@@ -122,7 +122,7 @@ impl ExternalDatabase {
     pub fn pool(&self) -> PgPool {
         self.pool
             .get_or_init(|| {
-                PgPoolOptions::new()
+                crate::db::pool_options()
                     .max_connections(4)
                     .acquire_timeout(std::time::Duration::from_secs(10))
                     .connect_lazy_with(self.options.clone())

@@ -5,7 +5,6 @@
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use sqlx::Connection;
 use sqlx::types::Json;
 use uuid::Uuid;
 
@@ -15,7 +14,6 @@ use super::openapi::{
     ServiceUnavailable, TooManyRequests, Unauthorized,
 };
 use crate::catalog::Location;
-use crate::db::Carrier;
 use crate::requests::terms::Terms;
 use crate::state::AppState;
 use crate::worker::queue;
@@ -116,8 +114,7 @@ pub async fn job_result(
              retained, retainedReason, export}} or {{error}}."
         ))
     })?;
-    let mut conn = Carrier::acquire(&state.pool).await?;
-    let mut tx = conn.begin().await?;
+    let mut tx = state.pool.begin().await?;
     let recorded = match result.into_outcome() {
         Ok(outcome) => queue::complete(&mut tx, job_id, None, &outcome).await?,
         Err(reason) => {

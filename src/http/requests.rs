@@ -18,7 +18,6 @@ use super::openapi::{
 };
 use super::paging::parse_page;
 use crate::auth::{Caller, Permission};
-use crate::db::Carrier;
 use crate::requests::create::{self, Accepted, Context, CreateError, Submission};
 use crate::requests::model::{GdprRequest, NewRequest};
 use crate::requests::store;
@@ -283,16 +282,14 @@ pub async fn download(
             "This results link has expired: GET the request again for a fresh resultsUrl.".into(),
         ));
     }
-    let mut conn = Carrier::acquire(&state.pool).await?;
     let content: Option<Vec<u8>> = sqlx::query_scalar(
         "SELECT content FROM export_archives
           WHERE request_id = $1 AND file_name = $2 AND expires_at > now()",
     )
     .bind(id)
     .bind(&file)
-    .fetch_optional(&mut *conn)
+    .fetch_optional(&state.pool)
     .await?;
-    drop(conn);
     let content = content.ok_or_else(|| {
         ApiError::NotFound("The archive is no longer available (expired or erased).".into())
     })?;

@@ -13,7 +13,6 @@ use super::archive::{self, ServiceExport};
 use super::queue::{self, Claimed};
 use super::{RequestWork, Worker};
 use crate::catalog::Outcome;
-use crate::db::Carrier;
 use crate::index::store::Staging;
 use crate::index::{IndexRecord, SearchType};
 use crate::requests::create::{FINALIZE, term_hashes};
@@ -35,8 +34,7 @@ struct JobResult {
 
 /// Runs the finalize job `job` in a transaction of its own.
 pub async fn run(worker: &Worker, job: &Claimed) -> anyhow::Result<()> {
-    let mut conn = Carrier::acquire(&worker.pool).await?;
-    let mut tx = Worker::begin_on(&mut conn).await?;
+    let mut tx = worker.begin().await?;
     queue::mark_finalizing(&mut tx, job.request_id).await?;
     if finish(worker, &mut tx, job).await? {
         tx.commit().await?;

@@ -12,7 +12,6 @@ use uuid::Uuid;
 use super::queue::{self, Claimed};
 use super::{RequestWork, Worker, finalize};
 use crate::catalog::{self, Action, ExecuteError, HttpEndpoint, Location, Outcome, Service};
-use crate::db::Carrier;
 use crate::outbound::{self, CallError};
 use crate::requests::terms::TermKind;
 
@@ -99,7 +98,7 @@ impl Worker {
         if jobs.is_empty() {
             return Ok(());
         }
-        let mut conn = Carrier::acquire(&self.pool).await?;
+        let mut conn = self.pool.acquire().await?;
         let mut ran = self.run_unit(&mut conn, jobs, false).await?;
         if let Err(Stopped::MissingTable) = ran {
             ran = match self.prepare_tables(&mut conn, jobs).await {
@@ -347,11 +346,9 @@ impl Worker {
             queue::refresh_status(&mut own, job.request_id).await?;
             own.commit().await?;
         }
-        let mut data_conn = Carrier::acquire(&data_pool).await?;
-        let mut data = data_conn.begin().await?;
+        let mut data = data_pool.begin().await?;
         let outcome = self.act(&mut data, job, true).await?;
-        let mut own_conn = Carrier::acquire(&self.pool).await?;
-        let mut own = Worker::begin_on(&mut own_conn).await?;
+        let mut own = self.begin().await?;
         if !queue::complete(&mut own, job.id, Some(&self.id), &outcome).await? {
             data.rollback().await?;
             return Ok(());
@@ -395,8 +392,7 @@ impl Worker {
         match answer.status {
             200 => {
                 let outcome = JobResult::parse(&answer.body).map_err(|e| Permanent(redact(e)))?;
-                let mut conn = Carrier::acquire(&self.pool).await?;
-                let mut tx = Worker::begin_on(&mut conn).await?;
+                let mut tx = self.begin().await?;
                 if queue::complete(&mut tx, job.id, Some(&self.id), &outcome).await? {
                     queue::after_service_job(&mut tx, job.request_id).await?;
                     tx.commit().await?;
