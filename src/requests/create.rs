@@ -12,7 +12,7 @@ use super::model::{GdprRequest, NewRequest, ReplacementTerm, RequestType};
 use super::store::Created;
 use super::terms::{Replacement, TermKind, Terms};
 use crate::auth::Caller;
-use crate::catalog::{Catalog, Erasure};
+use crate::catalog::{Catalog, Erasure, Location};
 use crate::index::record::{record_keys, spellings_of};
 use crate::index::{Normalizer, RecordKey, SearchType, SubjectKind};
 use crate::notifications;
@@ -773,7 +773,12 @@ struct JobRows {
     services: Vec<String>,
     actions: Vec<&'static str>,
     statuses: Vec<&'static str>,
+    /// A unit's service jobs (see [`UNIT`]); `None` for every other job.
+    units: Vec<Option<Json<UnitJobs>>>,
 }
+
+/// A unit's service jobs: service and action of each.
+type UnitJobs = Vec<(String, &'static str)>;
 
 impl JobRows {
     fn new(max_attempts: i32) -> JobRows {
@@ -784,6 +789,7 @@ impl JobRows {
             services: Vec::new(),
             actions: Vec::new(),
             statuses: Vec::new(),
+            units: Vec::new(),
         }
     }
 
@@ -795,7 +801,8 @@ impl JobRows {
         replacements: &Option<Vec<Replacement>>,
         ctx: &Context<'_>,
     ) {
-        let mut services = 0;
+        let mut jobs: UnitJobs = Vec::new();
+        let mut all_local = true;
         for service in ctx.catalog.services.iter().filter(|s| s.serves(org_id)) {
             let action = match request_type {
                 RequestType::GdprGet => "summarize",
@@ -815,11 +822,19 @@ impl JobRows {
                     Erasure::Anonymize => "anonymize",
                 },
             };
-            self.push(request_id, &service.name, action, "queued");
-            services += 1;
+            all_local &= matches!(service.location, Location::Local);
+            jobs.push((service.name.clone(), action));
         }
-        let finalize_status = if services == 0 { "queued" } else { "waiting" };
-        self.push(request_id, FINALIZE, "finalize", finalize_status);
+        if all_local && !jobs.is_empty() {
+            // Every service on gdprd's own tables: one job for them all (see [`UNIT`]).
+            self.push(request_id, UNIT, "unit", "queued", Some(Json(jobs)));
+            return;
+        }
+        let finalize_status = if jobs.is_empty() { "queued" } else { "waiting" };
+        for (service, action) in jobs {
+            self.push(request_id, &service, action, "queued", None);
+        }
+        self.push(request_id, FINALIZE, "finalize", finalize_status, None);
     }
 
     fn push(
@@ -828,30 +843,41 @@ impl JobRows {
         service: &str,
         action: &'static str,
         status: &'static str,
+        unit: Option<Json<UnitJobs>>,
     ) {
         self.ids.push(Uuid::now_v7());
         self.requests.push(request_id);
         self.services.push(service.to_owned());
         self.actions.push(action);
         self.statuses.push(status);
+        self.units.push(unit);
     }
 
-    /// The service jobs (service and action) of `request_id`.
+    /// The service jobs (service and action) of `request_id`, those of its unit included.
     fn service_jobs_of(&self, request_id: Uuid) -> Vec<(String, &'static str)> {
-        (0..self.ids.len())
-            .filter(|&i| self.requests[i] == request_id && self.services[i] != FINALIZE)
-            .map(|i| (self.services[i].clone(), self.actions[i]))
-            .collect()
+        let mut jobs = Vec::new();
+        for i in (0..self.ids.len()).filter(|&i| self.requests[i] == request_id) {
+            match &self.units[i] {
+                Some(unit) => jobs.extend(unit.0.iter().cloned()),
+                None if self.services[i] != FINALIZE => {
+                    jobs.push((self.services[i].clone(), self.actions[i]))
+                }
+                None => {}
+            }
+        }
+        jobs
     }
 
     /// Inserts the jobs and wakes the workers (the notification is delivered at commit).
     async fn insert(self, conn: &mut PgConnection) -> sqlx::Result<()> {
         sqlx::query(
             "WITH inserted AS (
-               INSERT INTO gdpr_jobs (id, request_id, service, action, status, max_attempts)
-               SELECT id, request_id, service, action, status, $6
-                 FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[])
-                      AS j(id, request_id, service, action, status))
+               INSERT INTO gdpr_jobs (id, request_id, service, action, status, max_attempts,
+                                      unit_jobs)
+               SELECT id, request_id, service, action, status, $6, unit_jobs
+                 FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
+                             $7::jsonb[])
+                      AS j(id, request_id, service, action, status, unit_jobs))
              SELECT pg_notify('gdpr_jobs', '')",
         )
         .bind(&self.ids)
@@ -860,6 +886,7 @@ impl JobRows {
         .bind(&self.actions)
         .bind(&self.statuses)
         .bind(self.max_attempts)
+        .bind(&self.units)
         .execute(conn)
         .await?;
         Ok(())
@@ -868,3 +895,9 @@ impl JobRows {
 
 /// The service name of the job that finishes a request.
 pub const FINALIZE: &str = "_finalize";
+
+/// The service name of a unit: the one job of a request whose services all keep their tables
+/// in gdprd's own database, which runs them all and the finalization in one transaction and
+/// there becomes their jobs as they completed (its action is `unit`, its jobs are in
+/// `unit_jobs`; migration 0010, `Worker::process_compact`).
+pub const UNIT: &str = "_unit";

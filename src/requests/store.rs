@@ -94,6 +94,47 @@ struct JobRow {
     retained_reason: Option<String>,
     last_error: Option<String>,
     locked_by: Option<String>,
+    /// A unit's service jobs (see [`crate::requests::create::UNIT`]).
+    unit_jobs: Option<Json<Vec<(String, String)>>>,
+}
+
+impl JobRow {
+    /// A job not yet run: `queued`, nothing counted.
+    fn queued(request_id: Uuid, service: String, action: String) -> JobRow {
+        JobRow {
+            request_id,
+            service,
+            action,
+            status: "queued".to_owned(),
+            attempts: 0,
+            matched: None,
+            deleted: 0,
+            anonymized: 0,
+            updated: 0,
+            retained: 0,
+            retained_reason: None,
+            last_error: None,
+            locked_by: None,
+            unit_jobs: None,
+        }
+    }
+
+    /// The job as its services' jobs: a unit's each with the unit's state (while it is queued or
+    /// runs; once it has run, its services' jobs are rows of their own), any other job itself.
+    fn per_service(self) -> Vec<JobRow> {
+        let Some(Json(unit)) = &self.unit_jobs else {
+            return vec![self];
+        };
+        unit.iter()
+            .map(|(service, action)| JobRow {
+                status: self.status.clone(),
+                attempts: self.attempts,
+                last_error: self.last_error.clone(),
+                locked_by: self.locked_by.clone(),
+                ..JobRow::queued(self.request_id, service.clone(), action.clone())
+            })
+            .collect()
+    }
 }
 
 const SELECT_REQUESTS: &str = "SELECT r.id, r.request_type, r.name, r.subject, r.replacement_terms,
@@ -144,21 +185,7 @@ impl Created {
         let mut jobs: Vec<JobRow> = self
             .jobs
             .into_iter()
-            .map(|(service, action)| JobRow {
-                request_id: id,
-                service,
-                action: action.to_owned(),
-                status: "queued".to_owned(),
-                attempts: 0,
-                matched: None,
-                deleted: 0,
-                anonymized: 0,
-                updated: 0,
-                retained: 0,
-                retained_reason: None,
-                last_error: None,
-                locked_by: None,
-            })
+            .map(|(service, action)| JobRow::queued(id, service, action.to_owned()))
             .collect();
         jobs.sort_by(|a, b| a.service.cmp(&b.service));
         let mut related = self.related;
@@ -228,16 +255,18 @@ async fn render(
     links: &ResultLinks,
 ) -> sqlx::Result<Vec<GdprRequest>> {
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let jobs: Vec<JobRow> = sqlx::query_as(
+    let job_rows: Vec<JobRow> = sqlx::query_as(
         "SELECT request_id, service, action, status, attempts, matched, deleted, anonymized,
-                updated, retained, retained_reason, last_error, locked_by
-           FROM gdpr_jobs WHERE request_id = ANY($1) AND service <> $2
-          ORDER BY service COLLATE \"C\"",
+                updated, retained, retained_reason, last_error, locked_by, unit_jobs
+           FROM gdpr_jobs WHERE request_id = ANY($1) AND service <> $2",
     )
     .bind(&ids)
     .bind(FINALIZE)
     .fetch_all(pool)
     .await?;
+    let mut jobs: Vec<JobRow> = job_rows.into_iter().flat_map(JobRow::per_service).collect();
+    // By service, in byte order (the order of `COLLATE "C"`).
+    jobs.sort_by(|a, b| a.service.cmp(&b.service));
     let children: Vec<(Uuid, Uuid)> = sqlx::query_as(
         "SELECT parent_id, id FROM gdpr_requests WHERE parent_id = ANY($1) ORDER BY id",
     )

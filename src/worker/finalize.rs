@@ -42,7 +42,8 @@ pub async fn run(worker: &Worker, job: &Claimed) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Finalizes `job`'s request in the caller's transaction and completes `job`; the caller has
+/// Finalizes `job`'s request in the caller's transaction and completes `job` (a finalize job, or
+/// a unit whose row the caller has replaced by its services' jobs in that transaction); the caller has
 /// marked the request `FINALIZING` (a guarded unit that finishes the request's last service job
 /// did so as it released `job`), unless the request finishes in the transaction that finished
 /// its last service job, where no other status would be seen (see
@@ -96,20 +97,22 @@ pub async fn finish(worker: &Worker, tx: &mut PgConnection, job: &Claimed) -> an
         (Status::Error, Some(error))
     };
     // The finalize job completed and, when the worker still held it, the request finished: one
-    // statement.
+    // statement. A unit has no finalize job: its row is gone already, replaced in this
+    // transaction by its services' jobs, which is what held it.
     let (held, parent): (bool, Option<Uuid>) = sqlx::query_as(
         "WITH held AS (
            UPDATE gdpr_jobs SET status = 'completed', locked_by = NULL, locked_until = NULL,
                   completed_at = now(), last_error = NULL
-            WHERE id = $5 AND locked_by = $6 AND status = 'running'
+            WHERE id = $5 AND locked_by = $6 AND status = 'running' AND NOT $7
         RETURNING id),
          finished AS (
            UPDATE gdpr_requests
               SET status = $2, error = $3, summary = coalesce($4, summary),
                   completed_at = now(), updated_at = now()
-            WHERE id = $1 AND status NOT IN ('COMPLETED', 'ERROR') AND EXISTS (SELECT FROM held)
+            WHERE id = $1 AND status NOT IN ('COMPLETED', 'ERROR')
+              AND ($7 OR EXISTS (SELECT FROM held))
         RETURNING parent_id)
-         SELECT EXISTS (SELECT FROM held), (SELECT parent_id FROM finished)",
+         SELECT $7 OR EXISTS (SELECT FROM held), (SELECT parent_id FROM finished)",
     )
     .bind(job.request_id)
     .bind(status.as_str())
@@ -117,6 +120,7 @@ pub async fn finish(worker: &Worker, tx: &mut PgConnection, job: &Claimed) -> an
     .bind(summary.map(Json))
     .bind(job.id)
     .bind(&worker.id)
+    .bind(job.unit_jobs.is_some())
     .fetch_one(&mut *tx)
     .await?;
     if !held {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use rand::Rng;
 use sqlx::PgConnection;
+use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::RequestWork;
@@ -25,6 +26,9 @@ pub struct Claimed {
     pub max_attempts: i32,
     /// Why the previous attempt did not finish, if it said.
     pub last_error: Option<String>,
+    /// A unit's service jobs, `(service, action)` (see
+    /// [`UNIT`](crate::requests::create::UNIT)); `None` for any other job.
+    pub unit_jobs: Option<Json<Vec<(String, String)>>>,
     /// Its request's organization and terms.
     #[sqlx(flatten)]
     pub work: RequestWork,
@@ -93,8 +97,8 @@ pub async fn claim(
                                 UNION ALL SELECT id FROM taken WHERE status = 'queued')
                    AND r.id = j.request_id
              RETURNING j.id, j.request_id, j.service, j.action, j.phase, j.attempts,
-                       j.max_attempts, j.last_error, r.org_id, r.request_type, r.terms,
-                       r.replacement_terms),
+                       j.max_attempts, j.last_error, j.unit_jobs, r.org_id, r.request_type,
+                       r.terms, r.replacement_terms),
               started AS (
                 UPDATE gdpr_requests SET status = 'SEARCHING', updated_at = now()
                  WHERE id IN (SELECT request_id FROM claimed) AND status = 'INITIATED')
@@ -233,6 +237,126 @@ pub async fn complete_all(
     .await
 }
 
+/// Completes a unit `holder` holds with what its service jobs did, in one statement: the unit's
+/// row goes and each of `jobs` (built by [`unit_jobs`]) becomes a row of its own, completed, with
+/// the unit's attempts. Returns whether `holder` still held the unit (when not, another worker
+/// took it over after the lease ran out, and nothing may be written: the caller rolls back).
+pub async fn complete_unit(
+    conn: &mut PgConnection,
+    unit: &Claimed,
+    holder: &str,
+    jobs: &[(&Claimed, &Outcome)],
+) -> sqlx::Result<bool> {
+    let column = |f: fn(&Outcome) -> i64| jobs.iter().map(|(_, o)| f(o)).collect::<Vec<i64>>();
+    let ids: Vec<Uuid> = jobs.iter().map(|(j, _)| j.id).collect();
+    let services: Vec<&str> = jobs.iter().map(|(j, _)| j.service.as_str()).collect();
+    let actions: Vec<&str> = jobs.iter().map(|(j, _)| j.action.as_str()).collect();
+    let reasons: Vec<Option<&str>> = jobs
+        .iter()
+        .map(|(_, o)| o.retained_reason.as_deref())
+        .collect();
+    let results: Vec<Option<Json<&serde_json::value::RawValue>>> = jobs
+        .iter()
+        .map(|(_, o)| o.export.as_deref().map(Json))
+        .collect();
+    sqlx::query_scalar(
+        "WITH held AS (
+           DELETE FROM gdpr_jobs WHERE id = $1 AND locked_by = $2 AND status = 'running'
+        RETURNING request_id, attempts, max_attempts, created_at),
+              completed AS (
+           INSERT INTO gdpr_jobs (id, request_id, service, action, status, phase, attempts,
+                                  max_attempts, matched, deleted, anonymized, updated, retained,
+                                  retained_reason, result, created_at, completed_at)
+           SELECT o.id, h.request_id, o.service, o.action, 'completed', 'act', h.attempts,
+                  h.max_attempts, o.matched, o.deleted, o.anonymized, o.updated, o.retained,
+                  o.retained_reason, o.result, h.created_at, now()
+             FROM held h,
+                  unnest($3::uuid[], $4::text[], $5::text[], $6::int8[], $7::int8[],
+                         $8::int8[], $9::int8[], $10::int8[], $11::text[], $12::jsonb[])
+                  AS o(id, service, action, matched, deleted, anonymized, updated, retained,
+                       retained_reason, result))
+         SELECT EXISTS (SELECT FROM held)",
+    )
+    .bind(unit.id)
+    .bind(holder)
+    .bind(&ids)
+    .bind(&services)
+    .bind(&actions)
+    .bind(column(|o| o.matched))
+    .bind(column(|o| o.deleted))
+    .bind(column(|o| o.anonymized))
+    .bind(column(|o| o.updated))
+    .bind(column(|o| o.retained))
+    .bind(&reasons)
+    .bind(&results)
+    .fetch_one(conn)
+    .await
+}
+
+/// A unit's service jobs as jobs of their own, each with the id its row will have, the unit's
+/// attempts and lease, and its request's work.
+pub fn unit_jobs(unit: &Claimed) -> Vec<Claimed> {
+    let planned = unit
+        .unit_jobs
+        .as_ref()
+        .map(|j| j.0.as_slice())
+        .unwrap_or_default();
+    planned
+        .iter()
+        .map(|(service, action)| Claimed {
+            id: Uuid::now_v7(),
+            service: service.clone(),
+            action: action.clone(),
+            phase: "search".to_owned(),
+            unit_jobs: None,
+            ..unit.clone()
+        })
+        .collect()
+}
+
+/// Turns a unit `holder` holds into its service jobs and a finalize job waiting for them, in one
+/// statement: the service jobs held by `holder` as the unit was (same attempts, same lease), so
+/// that the caller runs them at once as a claim would have given them. Returns them, or `None`
+/// when `holder` no longer held the unit.
+pub async fn expand_unit(
+    conn: &mut PgConnection,
+    unit: &Claimed,
+    holder: &str,
+) -> sqlx::Result<Option<Vec<Claimed>>> {
+    let jobs = unit_jobs(unit);
+    let mut ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
+    let mut services: Vec<&str> = jobs.iter().map(|j| j.service.as_str()).collect();
+    let mut actions: Vec<&str> = jobs.iter().map(|j| j.action.as_str()).collect();
+    ids.push(Uuid::now_v7());
+    services.push(FINALIZE);
+    actions.push("finalize");
+    let held: bool = sqlx::query_scalar(
+        "WITH held AS (
+           DELETE FROM gdpr_jobs WHERE id = $1 AND locked_by = $2 AND status = 'running'
+        RETURNING request_id, attempts, max_attempts, locked_until, last_error, created_at),
+              expanded AS (
+           INSERT INTO gdpr_jobs (id, request_id, service, action, status, attempts,
+                                  max_attempts, locked_by, locked_until, last_error, created_at)
+           SELECT o.id, h.request_id, o.service, o.action,
+                  CASE WHEN o.service = $6 THEN 'waiting' ELSE 'running' END,
+                  CASE WHEN o.service = $6 THEN 0 ELSE h.attempts END, h.max_attempts,
+                  CASE WHEN o.service <> $6 THEN $2 END,
+                  CASE WHEN o.service <> $6 THEN h.locked_until END,
+                  CASE WHEN o.service <> $6 THEN h.last_error END, h.created_at
+             FROM held h, unnest($3::uuid[], $4::text[], $5::text[]) AS o(id, service, action))
+         SELECT EXISTS (SELECT FROM held)",
+    )
+    .bind(unit.id)
+    .bind(holder)
+    .bind(&ids)
+    .bind(&services)
+    .bind(&actions)
+    .bind(FINALIZE)
+    .fetch_one(conn)
+    .await?;
+    Ok(held.then_some(jobs))
+}
+
 /// The holder of a job that an HTTP data service accepted (202) and will answer by callback.
 pub const AWAITING_CALLBACK: &str = "callback";
 
@@ -351,7 +475,7 @@ pub async fn take_finalize(
                                       WHERE o.request_id = $1 AND o.service <> $2
                                         AND o.status NOT IN ('completed', 'error'))))
       RETURNING j.id, j.request_id, j.service, j.action, j.phase, j.attempts, j.max_attempts,
-                j.last_error, r.org_id, r.request_type, r.terms, r.replacement_terms",
+                j.last_error, j.unit_jobs, r.org_id, r.request_type, r.terms, r.replacement_terms",
     )
     .bind(request_id)
     .bind(FINALIZE)
@@ -667,6 +791,122 @@ mod tests {
         expected.extend(all(3, &["s3"]));
         assert_eq!(requests(&rest), expected);
         assert!(claim_units(&pool, 5, &[], &["s1", "s2"]).await.is_empty());
+    }
+
+    /// Request 1 of [`QUEUE`]'s organization queued as a unit of two services' jobs, and no
+    /// other job.
+    const A_UNIT: &str = "
+        DELETE FROM gdpr_jobs;
+        INSERT INTO gdpr_jobs (id, request_id, service, action, status, max_attempts, unit_jobs)
+        VALUES (gen_random_uuid(), '00000000-0000-0000-0000-000000000001', '_unit', 'unit',
+                'queued', 5, '[[\"s1\", \"summarize\"], [\"s2\", \"summarize\"]]');";
+
+    /// The jobs' rows: service, status, attempts, holder, lease, matched.
+    type JobRowState = (
+        String,
+        String,
+        i32,
+        Option<String>,
+        Option<chrono::DateTime<chrono::Utc>>,
+        Option<i64>,
+    );
+
+    async fn job_rows(pool: &PgPool) -> Vec<JobRowState> {
+        sqlx::query_as(
+            "SELECT service, status, attempts, locked_by, locked_until, matched
+               FROM gdpr_jobs ORDER BY service",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap()
+    }
+
+    /// Claims [`A_UNIT`] for worker `w`.
+    async fn claimed_unit(pool: &PgPool) -> Claimed {
+        sqlx::raw_sql(QUEUE).execute(pool).await.unwrap();
+        sqlx::raw_sql(A_UNIT).execute(pool).await.unwrap();
+        let mut claimed = claim_some(pool, 4, &[]).await;
+        assert_eq!(claimed.len(), 1, "a unit is claimed as one job");
+        claimed.remove(0)
+    }
+
+    #[sqlx::test]
+    async fn a_unit_becomes_its_services_completed_jobs_only_in_its_holders_hands(pool: PgPool) {
+        let unit = claimed_unit(&pool).await;
+        let jobs = unit_jobs(&unit);
+        let services: Vec<(&str, &str, i32)> = jobs
+            .iter()
+            .map(|j| (j.service.as_str(), j.action.as_str(), j.attempts))
+            .collect();
+        assert_eq!(services, [("s1", "summarize", 1), ("s2", "summarize", 1)]);
+        let outcome = Outcome {
+            matched: 3,
+            ..Outcome::default()
+        };
+        let done: Vec<(&Claimed, &Outcome)> = jobs.iter().map(|j| (j, &outcome)).collect();
+        let mut conn = pool.acquire().await.unwrap();
+        let before = job_rows(&pool).await;
+
+        let held = complete_unit(&mut conn, &unit, "other", &done)
+            .await
+            .unwrap();
+        assert!(
+            !held,
+            "a worker that does not hold the unit completes nothing"
+        );
+        assert_eq!(job_rows(&pool).await, before);
+
+        assert!(complete_unit(&mut conn, &unit, "w", &done).await.unwrap());
+        let completed = |s: &str| (s.to_owned(), "completed".to_owned(), 1, None, None, Some(3));
+        assert_eq!(job_rows(&pool).await, [completed("s1"), completed("s2")]);
+    }
+
+    #[sqlx::test]
+    async fn a_unit_that_failed_becomes_its_services_jobs_held_as_it_was(pool: PgPool) {
+        let unit = claimed_unit(&pool).await;
+        let mut conn = pool.acquire().await.unwrap();
+        let before = job_rows(&pool).await;
+        let lease = before[0].4;
+        assert!(lease.is_some());
+
+        let expanded = expand_unit(&mut conn, &unit, "other").await.unwrap();
+        assert!(expanded.is_none(), "only the unit's holder may expand it");
+        assert_eq!(job_rows(&pool).await, before);
+
+        let jobs = expand_unit(&mut conn, &unit, "w").await.unwrap().unwrap();
+        let held = |s: &str| {
+            (
+                s.to_owned(),
+                "running".to_owned(),
+                1,
+                Some("w".to_owned()),
+                lease,
+                None,
+            )
+        };
+        assert_eq!(
+            job_rows(&pool).await,
+            [
+                (
+                    "_finalize".to_owned(),
+                    "waiting".to_owned(),
+                    0,
+                    None,
+                    None,
+                    None
+                ),
+                held("s1"),
+                held("s2"),
+            ]
+        );
+        // What the worker runs next are those rows.
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM gdpr_jobs WHERE service <> '_finalize' ORDER BY service",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(jobs.iter().map(|j| j.id).collect::<Vec<_>>(), ids);
     }
 
     #[test]

@@ -22,6 +22,18 @@ struct Ran<'j> {
     finalized: Option<(Claimed, std::time::Duration)>,
 }
 
+/// How a run of a unit ([`Worker::run_unit`]) acts and keeps its books.
+#[derive(Clone, Copy)]
+enum Run<'u> {
+    /// The jobs' rows claimed; no savepoint: any failure ends the run ([`Stopped`]).
+    Unguarded,
+    /// The jobs' rows claimed; each action and the finalization in a savepoint of its own.
+    Guarded,
+    /// The jobs of a unit, which have no rows yet: as [`Run::Unguarded`], and the unit's row
+    /// replaced by theirs, completed, and the request finalized, or nothing is.
+    Compact(&'u Claimed),
+}
+
 /// Why an unguarded run of a unit stopped, its transaction rolled back.
 enum Stopped {
     /// A working table of the connection's first job of a service was missing.
@@ -42,7 +54,10 @@ impl Worker {
         let work = &job.work;
         let service = self.service_of(job)?;
         match &service.location {
-            Location::Local => self.run_together(std::slice::from_ref(job)).await,
+            Location::Local => {
+                self.run_together(std::slice::from_ref(job), Run::Unguarded)
+                    .await
+            }
             Location::Database(database) => {
                 if database.org_id != work.org_id {
                     return Err(Permanent(format!(
@@ -72,12 +87,18 @@ impl Worker {
     /// run together in one transaction, see [`Worker::run_together`]. Jobs that used up their
     /// attempts fail without running.
     pub(super) async fn process_together(&self, jobs: Vec<Claimed>) {
+        self.process_together_from(jobs, Run::Unguarded).await
+    }
+
+    /// [`Worker::process_together`], beginning with a run of `first`: guarded for the jobs of a
+    /// unit whose own run failed (see [`Worker::process_compact`]).
+    async fn process_together_from(&self, jobs: Vec<Claimed>, first: Run<'_>) {
         let (spent, jobs): (Vec<Claimed>, Vec<Claimed>) =
             jobs.into_iter().partition(|j| j.attempts > j.max_attempts);
         for job in spent {
-            self.process(job).await;
+            self.process_job(job).await;
         }
-        if let Err(e) = self.run_together(&jobs).await {
+        if let Err(e) = self.run_together(&jobs, first).await {
             // Nothing of the transaction stayed: each job failed this attempt.
             for job in &jobs {
                 self.record_failure(job, &e).await;
@@ -94,15 +115,22 @@ impl Worker {
     /// working table (the connection's first job of a service), the unit's working tables are
     /// made on it and the unit runs unguarded again, so that every connection pays that once.
     /// `Err` is a failure of the transaction itself.
-    pub(super) async fn run_together(&self, jobs: &[Claimed]) -> anyhow::Result<()> {
-        if jobs.is_empty() {
+    ///
+    /// `first` is how the first run goes: [`Run::Guarded`] skips the unguarded one, and with
+    /// [`Run::Compact`] the jobs are a unit's, whose failed run is not run again here but
+    /// returned as `Err`.
+    async fn run_together(&self, jobs: &[Claimed], first: Run<'_>) -> anyhow::Result<()> {
+        if jobs.is_empty() && !matches!(first, Run::Compact(_)) {
             return Ok(());
         }
         let mut conn = self.pool.acquire().await?;
-        let mut ran = self.run_unit(&mut conn, jobs, false).await?;
+        let mut ran = match first {
+            Run::Guarded => Err(Stopped::Failed),
+            first => self.run_unit(&mut conn, jobs, first).await?,
+        };
         if let Err(Stopped::MissingTable) = ran {
             ran = match self.prepare_tables(&mut conn, jobs).await {
-                Ok(()) => self.run_unit(&mut conn, jobs, false).await?,
+                Ok(()) => self.run_unit(&mut conn, jobs, first).await?,
                 // The guarded run makes them job by job, and fails only the job that cannot.
                 Err(e) => {
                     tracing::debug!(
@@ -113,10 +141,11 @@ impl Worker {
                 }
             };
         }
-        let ran = match ran {
-            Ok(ran) => ran,
-            Err(_) => self
-                .run_unit(&mut conn, jobs, true)
+        let ran = match (ran, first) {
+            (Ok(ran), _) => ran,
+            (Err(_), Run::Compact(_)) => anyhow::bail!("an action or the finalization failed"),
+            (Err(_), _) => self
+                .run_unit(&mut conn, jobs, Run::Guarded)
                 .await?
                 .ok()
                 .context("a guarded run of a unit always ends")?,
@@ -132,6 +161,41 @@ impl Worker {
             );
         }
         Ok(())
+    }
+
+    /// A unit ([`UNIT`](crate::requests::create::UNIT)): its services' jobs and the request's finalization, in one transaction
+    /// that also replaces the unit's row by their rows, completed (`Run::Compact`). Should that
+    /// fail, or the unit have used up its attempts, it becomes its services' jobs and a finalize
+    /// job ([`queue::expand_unit`]), held by this worker as the unit was, and they run at once,
+    /// guarded, as claimed jobs of a request run: each failure is then its service's alone,
+    /// with the retries and the reason of any job, and this attempt is theirs.
+    pub(super) async fn process_compact(&self, unit: Claimed) {
+        if unit.attempts <= unit.max_attempts {
+            let jobs = queue::unit_jobs(&unit);
+            match self.run_together(&jobs, Run::Compact(&unit)).await {
+                Ok(()) => return,
+                Err(e) => tracing::debug!(
+                    request_id = %unit.request_id, error = %format!("{e:#}"),
+                    "a unit failed; it runs again as its services' jobs"
+                ),
+            }
+        }
+        let expanded: anyhow::Result<Option<Vec<Claimed>>> = async {
+            let mut tx = self.begin().await?;
+            let jobs = queue::expand_unit(&mut tx, &unit, &self.id).await?;
+            tx.commit().await?;
+            Ok(jobs)
+        }
+        .await;
+        match expanded {
+            Ok(Some(jobs)) => self.process_together_from(jobs, Run::Guarded).await,
+            // Another worker took the unit over after its lease ran out.
+            Ok(None) => {}
+            Err(e) => tracing::warn!(
+                request_id = %unit.request_id, error = %format!("{e:#}"),
+                "turning a unit into its services' jobs failed; it is claimed again when its lease runs out"
+            ),
+        }
     }
 
     /// Makes the working tables of the unit's services that `conn`'s session lacks.
@@ -155,9 +219,13 @@ impl Worker {
         &self,
         conn: &mut PgConnection,
         jobs: &'j [Claimed],
-        guarded: bool,
+        run: Run<'j>,
     ) -> anyhow::Result<Result<Ran<'j>, Stopped>> {
-        let request_id = jobs[0].request_id;
+        let guarded = matches!(run, Run::Guarded);
+        let request_id = match run {
+            Run::Compact(unit) => unit.request_id,
+            _ => jobs[0].request_id,
+        };
         let mut tx = Worker::begin_on(conn).await?;
         let (mut finished, mut searched) = (false, false);
         let mut done = Vec::with_capacity(jobs.len());
@@ -184,6 +252,35 @@ impl Worker {
                     finished |= self.fail_job(&mut tx, job, &e).await?;
                 }
             }
+        }
+        if let Run::Compact(unit) = run {
+            let outcomes: Vec<(&Claimed, &Outcome)> =
+                done.iter().map(|(j, o, _)| (*j, o)).collect();
+            if !queue::complete_unit(&mut tx, unit, &self.id, &outcomes).await? {
+                // Another worker took the unit over: nothing of this run may stay.
+                return Ok(Ok(Ran {
+                    completed: Vec::new(),
+                    finalized: None,
+                }));
+            }
+            for (_, outcome, _) in &mut done {
+                outcome.export = None;
+            }
+            let finalized = match self.finalize_taken(&mut tx, unit.clone()).await {
+                Ok(finalized) => finalized,
+                Err(e) => {
+                    tracing::debug!(
+                        %request_id, error = %format!("{e:#}"),
+                        "a unit's finalization failed; it runs again as its services' jobs"
+                    );
+                    return Ok(Err(Stopped::Failed));
+                }
+            };
+            tx.commit().await?;
+            return Ok(Ok(Ran {
+                completed: done.into_iter().map(|(j, _, took)| (j, took)).collect(),
+                finalized: Some(finalized),
+            }));
         }
         let mut completed = Vec::new();
         if !done.is_empty() {
@@ -270,8 +367,9 @@ impl Worker {
         }
     }
 
-    /// Finalizes the request of `job`, a finalize job this worker took, in `tx`. Returns the
-    /// job and how long it took; on `Err` the caller undoes what was done here.
+    /// Finalizes the request of `job`, a finalize job this worker took or a unit whose row
+    /// [`queue::complete_unit`] has replaced, in `tx`. Returns the job and how long it took; on
+    /// `Err` the caller undoes what was done here.
     async fn finalize_taken(
         &self,
         tx: &mut PgConnection,

@@ -74,7 +74,10 @@ async fn instances(pool: PgPool, apis: usize, workers: usize, requests: usize) {
     assert!(statuses.iter().all(|s| s == "COMPLETED"), "{statuses:?}");
     let audit = audit(&pool).await;
     audit.assert_exactly_once();
-    assert_eq!(audit.claims, audit.jobs, "each job claimed once: {audit:?}");
+    assert_eq!(
+        audit.claims, audit.queued,
+        "each job or unit claimed once: {audit:?}"
+    );
     assert_eq!(audit.max_attempts, 1, "{audit:?}");
     assert_eq!(audit.takeovers, 0, "{audit:?}");
 

@@ -309,8 +309,9 @@ pub async fn all_finished(pool: &PgPool, limit: Duration) -> Duration {
     .await
 }
 
-/// Records, with PostgreSQL triggers, every claim, release and completion of a job (with its
-/// transaction id, backend pid and clock time) and every statement that writes to a demo data
+/// Records, with PostgreSQL triggers, every job as it is queued, claimed, released and
+/// completed, and every unit as its row is replaced by its services' jobs (`replaced`, with its
+/// holder), each with its transaction id, backend pid and clock time, and every statement that writes to a demo data
 /// table, each statement slowed by `delay_ms` so that jobs are caught mid-work. Unlogged tables:
 /// only the test reads them.
 pub async fn install_audit(pool: &PgPool, delay_ms: u32) {
@@ -331,10 +332,17 @@ pub async fn install_audit(pool: &PgPool, delay_ms: u32) {
             .to_owned(),
         "CREATE FUNCTION audit_job() RETURNS trigger LANGUAGE plpgsql AS $$
          BEGIN
-             INSERT INTO audit_jobs (job_id, request_id, service, status, attempts, locked_by,
-                                     locked_until)
-             VALUES (NEW.id, NEW.request_id, NEW.service, NEW.status, NEW.attempts,
-                     NEW.locked_by, NEW.locked_until);
+             IF TG_OP = 'DELETE' THEN
+                 INSERT INTO audit_jobs (job_id, request_id, service, status, attempts,
+                                         locked_by, locked_until)
+                 VALUES (OLD.id, OLD.request_id, OLD.service, 'replaced', OLD.attempts,
+                         OLD.locked_by, OLD.locked_until);
+             ELSE
+                 INSERT INTO audit_jobs (job_id, request_id, service, status, attempts,
+                                         locked_by, locked_until)
+                 VALUES (NEW.id, NEW.request_id, NEW.service, NEW.status, NEW.attempts,
+                         NEW.locked_by, NEW.locked_until);
+             END IF;
              RETURN NULL;
          END $$"
             .to_owned(),
@@ -343,6 +351,12 @@ pub async fn install_audit(pool: &PgPool, delay_ms: u32) {
                    OR OLD.locked_by IS DISTINCT FROM NEW.locked_by
                    OR OLD.attempts IS DISTINCT FROM NEW.attempts)
              EXECUTE FUNCTION audit_job()"
+            .to_owned(),
+        "CREATE TRIGGER audit_job_insert AFTER INSERT ON gdpr_jobs FOR EACH ROW
+             EXECUTE FUNCTION audit_job()"
+            .to_owned(),
+        "CREATE TRIGGER audit_unit AFTER DELETE ON gdpr_jobs FOR EACH ROW
+             WHEN (OLD.action = 'unit') EXECUTE FUNCTION audit_job()"
             .to_owned(),
         format!(
             "CREATE FUNCTION audit_data() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -378,13 +392,18 @@ pub async fn install_audit(pool: &PgPool, delay_ms: u32) {
 pub struct Audit {
     pub jobs: i64,
     pub completed_jobs: i64,
-    /// Times a job was claimed (a job claimed again after a failure or a lost lease counts again).
+    /// Jobs and units queued (each is claimed at least once; a unit's services' jobs are not
+    /// queued but completed, or held by the unit's worker, as the unit's row goes).
+    pub queued: i64,
+    /// Times a job or unit was claimed (claimed again after a failure or a lost lease counts
+    /// again), and a unit's services' jobs held as the unit's row went.
     pub claims: i64,
     /// Claims of a job whose previous holder never released it: its lease had run out.
     pub takeovers: i64,
     /// Claims made while another worker still held a live lease on the job: must be none.
     pub overlapping_claims: i64,
-    /// Jobs that became `completed` more than once: must be none.
+    /// A request's jobs of a service that became `completed` more than once (the same job
+    /// twice, or a unit completed twice as new rows): must be none.
     pub double_completions: i64,
     /// Transactions that wrote to a data table without completing a job in the same
     /// transaction: must be none (a dead worker's half-done work is rolled back).
@@ -403,12 +422,16 @@ pub async fn audit(pool: &PgPool) -> Audit {
             .await
             .unwrap()
     };
+    // A job completed by its claimant, or as its unit's row was replaced, by the unit's.
     let per_process: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT split_part(claimed.locked_by, '-', 1), count(*)
+        "SELECT split_part(coalesce(claimed.locked_by, unit.locked_by), '-', 1), count(*)
            FROM audit_jobs done
-           JOIN LATERAL (SELECT locked_by FROM audit_jobs c
-                          WHERE c.job_id = done.job_id AND c.status = 'running'
-                            AND c.at <= done.at ORDER BY c.at DESC LIMIT 1) claimed ON true
+           LEFT JOIN LATERAL (SELECT locked_by FROM audit_jobs c
+                               WHERE c.job_id = done.job_id AND c.status = 'running'
+                                 AND c.at <= done.at ORDER BY c.at DESC LIMIT 1) claimed ON true
+           LEFT JOIN LATERAL (SELECT locked_by FROM audit_jobs u
+                               WHERE u.txid = done.txid AND u.request_id = done.request_id
+                                 AND u.status = 'replaced' LIMIT 1) unit ON true
           WHERE done.status = 'completed'
           GROUP BY 1 ORDER BY 1",
     )
@@ -418,6 +441,10 @@ pub async fn audit(pool: &PgPool) -> Audit {
     Audit {
         jobs: one("SELECT count(*) FROM gdpr_jobs").await,
         completed_jobs: one("SELECT count(*) FROM gdpr_jobs WHERE status = 'completed'").await,
+        queued: one("SELECT count(*) FROM audit_jobs
+              WHERE status IN ('queued', 'waiting')
+                AND at = (SELECT min(at) FROM audit_jobs f WHERE f.job_id = audit_jobs.job_id)")
+        .await,
         claims: one("SELECT count(*) FROM audit_jobs WHERE status = 'running'").await,
         takeovers: one("SELECT count(*) FROM (
                  SELECT status, lag(status) OVER w AS before
@@ -431,8 +458,8 @@ pub async fn audit(pool: &PgPool) -> Audit {
               WHERE status = 'running' AND before = 'running' AND at < lease_end")
         .await,
         double_completions: one(
-            "SELECT count(*) FROM (SELECT job_id FROM audit_jobs WHERE status = 'completed'
-                                    GROUP BY job_id HAVING count(*) > 1) d",
+            "SELECT count(*) FROM (SELECT 1 FROM audit_jobs WHERE status = 'completed'
+                                    GROUP BY request_id, service HAVING count(*) > 1) d",
         )
         .await,
         orphan_writes: one("SELECT count(DISTINCT d.txid) FROM audit_data d
