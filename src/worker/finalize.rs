@@ -36,7 +36,7 @@ struct JobResult {
 pub async fn run(worker: &Worker, job: &Claimed) -> anyhow::Result<()> {
     let mut tx = worker.begin().await?;
     queue::mark_finalizing(&mut tx, job.request_id).await?;
-    if finish(worker, &mut tx, job).await? {
+    if finish(worker, &mut tx, job, Vec::new()).await? {
         tx.commit().await?;
     }
     Ok(())
@@ -49,11 +49,19 @@ pub async fn run(worker: &Worker, job: &Claimed) -> anyhow::Result<()> {
 /// its last service job, where no other status would be seen (see
 /// [`queue::take_finalize_after`]). Returns whether the worker still held the job: when not,
 /// another worker took it over and nothing done here may stay (the caller rolls back).
-pub async fn finish(worker: &Worker, tx: &mut PgConnection, job: &Claimed) -> anyhow::Result<bool> {
+///
+/// `exports` are services' exports that their jobs' rows do not hold (a unit's, handed over in
+/// memory): by service, each taken for the job of that service.
+pub async fn finish(
+    worker: &Worker,
+    tx: &mut PgConnection,
+    job: &Claimed,
+    mut exports: Vec<(String, Box<RawValue>)>,
+) -> anyhow::Result<bool> {
     let work = &job.work;
     let request_type = RequestType::parse(&work.request_type)
         .ok_or_else(|| anyhow::anyhow!("unknown request type {:?}", work.request_type))?;
-    let jobs: Vec<JobResult> = sqlx::query_as(
+    let mut jobs: Vec<JobResult> = sqlx::query_as(
         "SELECT service, status, matched, retained, last_error, attempts, result
            FROM gdpr_jobs WHERE request_id = $1 AND service <> $2 ORDER BY service",
     )
@@ -61,6 +69,14 @@ pub async fn finish(worker: &Worker, tx: &mut PgConnection, job: &Claimed) -> an
     .bind(FINALIZE)
     .fetch_all(&mut *tx)
     .await?;
+    for j in &mut jobs {
+        if let Some(i) = exports
+            .iter()
+            .position(|(service, _)| *service == j.service)
+        {
+            j.result = Some(Json(exports.swap_remove(i).1));
+        }
+    }
     let failed: Vec<&JobResult> = jobs.iter().filter(|j| j.status == "error").collect();
 
     let mut summary = None;

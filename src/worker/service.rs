@@ -6,6 +6,7 @@
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -254,6 +255,12 @@ impl Worker {
             }
         }
         if let Run::Compact(unit) = run {
+            // The exports go from the services to the archive in memory: the jobs' rows, which
+            // the finalization would otherwise read them back from, are written without them.
+            let exports: Vec<(String, Box<RawValue>)> = done
+                .iter_mut()
+                .filter_map(|(j, o, _)| o.export.take().map(|e| (j.service.clone(), e)))
+                .collect();
             let outcomes: Vec<(&Claimed, &Outcome)> =
                 done.iter().map(|(j, o, _)| (*j, o)).collect();
             if !queue::complete_unit(&mut tx, unit, &self.id, &outcomes).await? {
@@ -263,10 +270,7 @@ impl Worker {
                     finalized: None,
                 }));
             }
-            for (_, outcome, _) in &mut done {
-                outcome.export = None;
-            }
-            let finalized = match self.finalize_taken(&mut tx, unit.clone()).await {
+            let finalized = match self.finalize_taken(&mut tx, unit.clone(), exports).await {
                 Ok(finalized) => finalized,
                 Err(e) => {
                     tracing::debug!(
@@ -303,7 +307,7 @@ impl Worker {
             let taken =
                 queue::take_finalize_after(&mut tx, request_id, &self.id, self.lease()).await?;
             if let Some(job) = taken {
-                match self.finalize_taken(&mut tx, job).await {
+                match self.finalize_taken(&mut tx, job, Vec::new()).await {
                     Ok(done) => finalized = Some(done),
                     Err(e) => {
                         tracing::debug!(
@@ -362,22 +366,24 @@ impl Worker {
         request_id: Uuid,
     ) -> anyhow::Result<Option<(Claimed, std::time::Duration)>> {
         match queue::take_finalize(tx, request_id, &self.id, self.lease()).await? {
-            Some(job) => Ok(Some(self.finalize_taken(tx, job).await?)),
+            Some(job) => Ok(Some(self.finalize_taken(tx, job, Vec::new()).await?)),
             None => Ok(None),
         }
     }
 
     /// Finalizes the request of `job`, a finalize job this worker took or a unit whose row
-    /// [`queue::complete_unit`] has replaced, in `tx`. Returns the job and how long it took; on
-    /// `Err` the caller undoes what was done here.
+    /// [`queue::complete_unit`] has replaced, in `tx`, with the services' `exports` that the
+    /// jobs' rows do not hold (see [`finalize::finish`]). Returns the job and how long it took;
+    /// on `Err` the caller undoes what was done here.
     async fn finalize_taken(
         &self,
         tx: &mut PgConnection,
         job: Claimed,
+        exports: Vec<(String, Box<RawValue>)>,
     ) -> anyhow::Result<(Claimed, std::time::Duration)> {
         let started = std::time::Instant::now();
         anyhow::ensure!(
-            finalize::finish(self, tx, &job).await?,
+            finalize::finish(self, tx, &job, exports).await?,
             "another worker took the finalize job over"
         );
         Ok((job, started.elapsed()))
