@@ -45,7 +45,9 @@
 # BENCH_WARMUP (erasures and as many exports of an unmeasured warm-up batch, default 300),
 # BENCH_SINGLES (default 20), BENCH_PIPELINE_TIMEOUT (seconds, default 120),
 # BENCH_WORKER_CONCURRENCY (GDPRD_WORKER_CONCURRENCY of the server, default: gdprd's default),
-# BENCH_SKIP_BUILD=1 (use the release binary as it is, without `cargo build --release --locked`).
+# BENCH_SKIP_BUILD=1 (use the release binary as it is, without `cargo build --release --locked`),
+# BENCH_DRAW (any text: the pipeline's people drawn by a hash of it instead of at random, so that
+# runs of two builds work for the same people; the seed always makes the same people).
 # Needs wrk (apt-get install wrk), pgbench and psql (postgresql-client / postgresql-contrib),
 # python3; the plot uses matplotlib from a virtualenv in .build/bench-venv (created on demand).
 # Everything listens on 127.0.0.1 only; every process started here is stopped on exit.
@@ -64,6 +66,7 @@ erasures=${BENCH_ERASURES:-$batch}
 warmup=${BENCH_WARMUP:-300}
 singles=${BENCH_SINGLES:-20}
 pipeline_timeout=${BENCH_PIPELINE_TIMEOUT:-120}
+draw=${BENCH_DRAW:-}
 out=$repo/.build/bench
 mkdir -p "$out"
 rm -f "$out"/result-*.json
@@ -243,13 +246,15 @@ PY
   # People for the pipeline and, in the copy, its baseline: distinct email addresses of
   # distinct people, none shared, the largest subject not among them.
   people=$((2 * warmup + 2 * batch + erasures + singles))
-  q -v largest="$largest_email" >"$out/emails-$n.txt" <<SQL
+  # At random, or by BENCH_DRAW: the same people every run (the seed is deterministic).
+  q -v largest="$largest_email" -v draw="$draw" >"$out/emails-$n.txt" <<SQL
 SELECT value FROM (
   SELECT i.value, min(i.subject_id::text) AS s
     FROM subject_identifiers i WHERE i.id_type = 'EMAIL'
    GROUP BY i.value HAVING count(*) = 1) u
  WHERE value <> lower(trim(:'largest'))
- ORDER BY random() LIMIT $people;
+ ORDER BY CASE WHEN :'draw' = '' THEN random()::text ELSE md5(value || :'draw') END
+ LIMIT $people;
 SQL
 
   # 2. Search through the API.
