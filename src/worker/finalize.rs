@@ -21,8 +21,9 @@ use crate::requests::model::{RequestType, ServiceSummary, Status, timestamp};
 use crate::requests::terms::{Replacement, TermKind, Terms};
 use crate::wire::GdprSubject;
 
+/// What a service job did, as the finalization reads it.
 #[derive(sqlx::FromRow)]
-struct JobResult {
+pub struct JobResult {
     service: String,
     status: String,
     matched: Option<i64>,
@@ -32,11 +33,27 @@ struct JobResult {
     result: Option<Json<Box<RawValue>>>,
 }
 
+impl JobResult {
+    /// The job of `service` that completed at attempt `attempts` with `outcome`, whose export it
+    /// takes.
+    pub fn completed(service: &str, attempts: i32, outcome: &mut Outcome) -> JobResult {
+        JobResult {
+            service: service.to_owned(),
+            status: "completed".to_owned(),
+            matched: Some(outcome.matched),
+            retained: outcome.retained,
+            last_error: None,
+            attempts,
+            result: outcome.export.take().map(Json),
+        }
+    }
+}
+
 /// Runs the finalize job `job` in a transaction of its own.
 pub async fn run(worker: &Worker, job: &Claimed) -> anyhow::Result<()> {
     let mut tx = worker.begin().await?;
     queue::mark_finalizing(&mut tx, job.request_id).await?;
-    if finish(worker, &mut tx, job, Vec::new()).await? {
+    if finish(worker, &mut tx, job, None).await? {
         tx.commit().await?;
     }
     Ok(())
@@ -50,33 +67,35 @@ pub async fn run(worker: &Worker, job: &Claimed) -> anyhow::Result<()> {
 /// [`queue::take_finalize_after`]). Returns whether the worker still held the job: when not,
 /// another worker took it over and nothing done here may stay (the caller rolls back).
 ///
-/// `exports` are services' exports that their jobs' rows do not hold (a unit's, handed over in
-/// memory): by service, each taken for the job of that service.
+/// `known` are the service jobs' results when the caller has them (a unit's, its exports
+/// included, which its jobs' rows are written without); otherwise they are read from the rows.
 pub async fn finish(
     worker: &Worker,
     tx: &mut PgConnection,
     job: &Claimed,
-    mut exports: Vec<(String, Box<RawValue>)>,
+    known: Option<Vec<JobResult>>,
 ) -> anyhow::Result<bool> {
     let work = &job.work;
     let request_type = RequestType::parse(&work.request_type)
         .ok_or_else(|| anyhow::anyhow!("unknown request type {:?}", work.request_type))?;
-    let mut jobs: Vec<JobResult> = sqlx::query_as(
-        "SELECT service, status, matched, retained, last_error, attempts, result
-           FROM gdpr_jobs WHERE request_id = $1 AND service <> $2 ORDER BY service",
-    )
-    .bind(job.request_id)
-    .bind(FINALIZE)
-    .fetch_all(&mut *tx)
-    .await?;
-    for j in &mut jobs {
-        if let Some(i) = exports
-            .iter()
-            .position(|(service, _)| *service == j.service)
-        {
-            j.result = Some(Json(exports.swap_remove(i).1));
+    // By service, in byte order either way (as requests list their jobs).
+    let jobs: Vec<JobResult> = match known {
+        Some(mut jobs) => {
+            jobs.sort_by(|a, b| a.service.cmp(&b.service));
+            jobs
         }
-    }
+        None => {
+            sqlx::query_as(
+                "SELECT service, status, matched, retained, last_error, attempts, result
+                   FROM gdpr_jobs WHERE request_id = $1 AND service <> $2
+                  ORDER BY service COLLATE \"C\"",
+            )
+            .bind(job.request_id)
+            .bind(FINALIZE)
+            .fetch_all(&mut *tx)
+            .await?
+        }
+    };
     let failed: Vec<&JobResult> = jobs.iter().filter(|j| j.status == "error").collect();
 
     let mut summary = None;

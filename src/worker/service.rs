@@ -6,12 +6,12 @@
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use sqlx::{Connection, PgConnection, PgPool};
 use uuid::Uuid;
 
+use super::finalize;
 use super::queue::{self, Claimed};
-use super::{RequestWork, Worker, finalize};
+use super::{RequestWork, Worker};
 use crate::catalog::{self, Action, ExecuteError, HttpEndpoint, Location, Outcome, Service};
 use crate::outbound::{self, CallError};
 use crate::requests::terms::TermKind;
@@ -255,11 +255,11 @@ impl Worker {
             }
         }
         if let Run::Compact(unit) = run {
-            // The exports go from the services to the archive in memory: the jobs' rows, which
-            // the finalization would otherwise read them back from, are written without them.
-            let exports: Vec<(String, Box<RawValue>)> = done
+            // What the jobs did goes to the finalization in memory, the exports too: the jobs'
+            // rows, which it would otherwise read back, are written without the exports.
+            let results: Vec<finalize::JobResult> = done
                 .iter_mut()
-                .filter_map(|(j, o, _)| o.export.take().map(|e| (j.service.clone(), e)))
+                .map(|(j, o, _)| finalize::JobResult::completed(&j.service, j.attempts, o))
                 .collect();
             let outcomes: Vec<(&Claimed, &Outcome)> =
                 done.iter().map(|(j, o, _)| (*j, o)).collect();
@@ -270,7 +270,10 @@ impl Worker {
                     finalized: None,
                 }));
             }
-            let finalized = match self.finalize_taken(&mut tx, unit.clone(), exports).await {
+            let finalized = match self
+                .finalize_taken(&mut tx, unit.clone(), Some(results))
+                .await
+            {
                 Ok(finalized) => finalized,
                 Err(e) => {
                     tracing::debug!(
@@ -307,7 +310,7 @@ impl Worker {
             let taken =
                 queue::take_finalize_after(&mut tx, request_id, &self.id, self.lease()).await?;
             if let Some(job) = taken {
-                match self.finalize_taken(&mut tx, job, Vec::new()).await {
+                match self.finalize_taken(&mut tx, job, None).await {
                     Ok(done) => finalized = Some(done),
                     Err(e) => {
                         tracing::debug!(
@@ -366,24 +369,24 @@ impl Worker {
         request_id: Uuid,
     ) -> anyhow::Result<Option<(Claimed, std::time::Duration)>> {
         match queue::take_finalize(tx, request_id, &self.id, self.lease()).await? {
-            Some(job) => Ok(Some(self.finalize_taken(tx, job, Vec::new()).await?)),
+            Some(job) => Ok(Some(self.finalize_taken(tx, job, None).await?)),
             None => Ok(None),
         }
     }
 
     /// Finalizes the request of `job`, a finalize job this worker took or a unit whose row
-    /// [`queue::complete_unit`] has replaced, in `tx`, with the services' `exports` that the
-    /// jobs' rows do not hold (see [`finalize::finish`]). Returns the job and how long it took;
-    /// on `Err` the caller undoes what was done here.
+    /// [`queue::complete_unit`] has replaced, in `tx`, with its service jobs' results when the
+    /// caller has them (see [`finalize::finish`]). Returns the job and how long it took; on
+    /// `Err` the caller undoes what was done here.
     async fn finalize_taken(
         &self,
         tx: &mut PgConnection,
         job: Claimed,
-        exports: Vec<(String, Box<RawValue>)>,
+        known: Option<Vec<finalize::JobResult>>,
     ) -> anyhow::Result<(Claimed, std::time::Duration)> {
         let started = std::time::Instant::now();
         anyhow::ensure!(
-            finalize::finish(self, tx, &job, exports).await?,
+            finalize::finish(self, tx, &job, known).await?,
             "another worker took the finalize job over"
         );
         Ok((job, started.elapsed()))
