@@ -247,17 +247,23 @@ pub async fn complete_unit(
     holder: &str,
     jobs: &[(&Claimed, &Outcome)],
 ) -> sqlx::Result<bool> {
-    let column = |f: fn(&Outcome) -> i64| jobs.iter().map(|(_, o)| f(o)).collect::<Vec<i64>>();
-    let ids: Vec<Uuid> = jobs.iter().map(|(j, _)| j.id).collect();
-    let services: Vec<&str> = jobs.iter().map(|(j, _)| j.service.as_str()).collect();
-    let actions: Vec<&str> = jobs.iter().map(|(j, _)| j.action.as_str()).collect();
-    let reasons: Vec<Option<&str>> = jobs
+    /// A completed job's row, as the statement reads it.
+    #[derive(serde::Serialize)]
+    struct Row<'a> {
+        id: Uuid,
+        service: &'a str,
+        action: &'a str,
+        #[serde(flatten)]
+        outcome: &'a Outcome,
+    }
+    let rows: Vec<Row<'_>> = jobs
         .iter()
-        .map(|(_, o)| o.retained_reason.as_deref())
-        .collect();
-    let results: Vec<Option<Json<&serde_json::value::RawValue>>> = jobs
-        .iter()
-        .map(|(_, o)| o.export.as_deref().map(Json))
+        .map(|(job, outcome)| Row {
+            id: job.id,
+            service: &job.service,
+            action: &job.action,
+            outcome,
+        })
         .collect();
     sqlx::query_scalar(
         "WITH held AS (
@@ -269,26 +275,16 @@ pub async fn complete_unit(
                                   retained_reason, result, created_at, completed_at)
            SELECT o.id, h.request_id, o.service, o.action, 'completed', 'act', h.attempts,
                   h.max_attempts, o.matched, o.deleted, o.anonymized, o.updated, o.retained,
-                  o.retained_reason, o.result, h.created_at, now()
+                  o.retained_reason, o.export, h.created_at, now()
              FROM held h,
-                  unnest($3::uuid[], $4::text[], $5::text[], $6::int8[], $7::int8[],
-                         $8::int8[], $9::int8[], $10::int8[], $11::text[], $12::jsonb[])
-                  AS o(id, service, action, matched, deleted, anonymized, updated, retained,
-                       retained_reason, result))
+                  jsonb_to_recordset($3) AS o(id uuid, service text, action text, matched int8,
+                                              deleted int8, anonymized int8, updated int8,
+                                              retained int8, retained_reason text, export jsonb))
          SELECT EXISTS (SELECT FROM held)",
     )
     .bind(unit.id)
     .bind(holder)
-    .bind(&ids)
-    .bind(&services)
-    .bind(&actions)
-    .bind(column(|o| o.matched))
-    .bind(column(|o| o.deleted))
-    .bind(column(|o| o.anonymized))
-    .bind(column(|o| o.updated))
-    .bind(column(|o| o.retained))
-    .bind(&reasons)
-    .bind(&results)
+    .bind(Json(&rows))
     .fetch_one(conn)
     .await
 }
