@@ -773,12 +773,12 @@ struct JobRows {
     services: Vec<String>,
     actions: Vec<&'static str>,
     statuses: Vec<&'static str>,
-    /// A unit's service jobs (see [`UNIT`]); `None` for every other job.
-    units: Vec<Option<Json<UnitJobs>>>,
+    /// A bundle's service jobs (see [`BUNDLE`]); `None` for every other job.
+    bundles: Vec<Option<Json<BundleJobs>>>,
 }
 
-/// A unit's service jobs: service and action of each.
-type UnitJobs = Vec<(String, &'static str)>;
+/// A bundle's service jobs: service and action of each.
+type BundleJobs = Vec<(String, &'static str)>;
 
 impl JobRows {
     fn new(max_attempts: i32) -> JobRows {
@@ -789,7 +789,7 @@ impl JobRows {
             services: Vec::new(),
             actions: Vec::new(),
             statuses: Vec::new(),
-            units: Vec::new(),
+            bundles: Vec::new(),
         }
     }
 
@@ -801,7 +801,7 @@ impl JobRows {
         replacements: &Option<Vec<Replacement>>,
         ctx: &Context<'_>,
     ) {
-        let mut jobs: UnitJobs = Vec::new();
+        let mut jobs: BundleJobs = Vec::new();
         let mut all_local = true;
         for service in ctx.catalog.services.iter().filter(|s| s.serves(org_id)) {
             let action = match request_type {
@@ -826,8 +826,8 @@ impl JobRows {
             jobs.push((service.name.clone(), action));
         }
         if all_local && !jobs.is_empty() {
-            // Every service on gdprd's own tables: one job for them all (see [`UNIT`]).
-            self.push(request_id, UNIT, "unit", "queued", Some(Json(jobs)));
+            // Every service on gdprd's own tables: one job for them all (see [`BUNDLE`]).
+            self.push(request_id, BUNDLE, "bundle", "queued", Some(Json(jobs)));
             return;
         }
         let finalize_status = if jobs.is_empty() { "queued" } else { "waiting" };
@@ -843,22 +843,22 @@ impl JobRows {
         service: &str,
         action: &'static str,
         status: &'static str,
-        unit: Option<Json<UnitJobs>>,
+        bundle: Option<Json<BundleJobs>>,
     ) {
         self.ids.push(Uuid::now_v7());
         self.requests.push(request_id);
         self.services.push(service.to_owned());
         self.actions.push(action);
         self.statuses.push(status);
-        self.units.push(unit);
+        self.bundles.push(bundle);
     }
 
-    /// The service jobs (service and action) of `request_id`, those of its unit included.
+    /// The service jobs (service and action) of `request_id`, those of its bundle included.
     fn service_jobs_of(&self, request_id: Uuid) -> Vec<(String, &'static str)> {
         let mut jobs = Vec::new();
         for i in (0..self.ids.len()).filter(|&i| self.requests[i] == request_id) {
-            match &self.units[i] {
-                Some(unit) => jobs.extend(unit.0.iter().cloned()),
+            match &self.bundles[i] {
+                Some(bundle) => jobs.extend(bundle.0.iter().cloned()),
                 None if self.services[i] != FINALIZE => {
                     jobs.push((self.services[i].clone(), self.actions[i]))
                 }
@@ -873,11 +873,11 @@ impl JobRows {
         sqlx::query(
             "WITH inserted AS (
                INSERT INTO gdpr_jobs (id, request_id, service, action, status, max_attempts,
-                                      unit_jobs)
-               SELECT id, request_id, service, action, status, $6, unit_jobs
+                                      bundle_jobs)
+               SELECT id, request_id, service, action, status, $6, bundle_jobs
                  FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
                              $7::jsonb[])
-                      AS j(id, request_id, service, action, status, unit_jobs))
+                      AS j(id, request_id, service, action, status, bundle_jobs))
              SELECT pg_notify('gdpr_jobs', '')",
         )
         .bind(&self.ids)
@@ -886,7 +886,7 @@ impl JobRows {
         .bind(&self.actions)
         .bind(&self.statuses)
         .bind(self.max_attempts)
-        .bind(&self.units)
+        .bind(&self.bundles)
         .execute(conn)
         .await?;
         Ok(())
@@ -896,8 +896,8 @@ impl JobRows {
 /// The service name of the job that finishes a request.
 pub const FINALIZE: &str = "_finalize";
 
-/// The service name of a unit: the one job of a request whose services all keep their tables
+/// The service name of a bundle: the one job of a request whose services all keep their tables
 /// in gdprd's own database, which runs them all and the finalization in one transaction and
-/// there becomes their jobs as they completed (its action is `unit`, its jobs are in
-/// `unit_jobs`; migration 0010, `Worker::process_compact`).
-pub const UNIT: &str = "_unit";
+/// there becomes their jobs as they completed (its action is `bundle`, its jobs are in
+/// `bundle_jobs`; migration 0010, `Worker::process_bundle`).
+pub const BUNDLE: &str = "_bundle";

@@ -94,8 +94,8 @@ struct JobRow {
     retained_reason: Option<String>,
     last_error: Option<String>,
     locked_by: Option<String>,
-    /// A unit's service jobs (see [`crate::requests::create::UNIT`]).
-    unit_jobs: Option<Json<Vec<(String, String)>>>,
+    /// A bundle's service jobs (see [`crate::requests::create::BUNDLE`]).
+    bundle_jobs: Option<Json<Vec<(String, String)>>>,
 }
 
 impl JobRow {
@@ -115,17 +115,18 @@ impl JobRow {
             retained_reason: None,
             last_error: None,
             locked_by: None,
-            unit_jobs: None,
+            bundle_jobs: None,
         }
     }
 
-    /// The job as its services' jobs: a unit's each with the unit's state (while it is queued or
+    /// The job as its services' jobs: a bundle's each with the bundle's state (while it is queued or
     /// runs; once it has run, its services' jobs are rows of their own), any other job itself.
     fn per_service(self) -> Vec<JobRow> {
-        let Some(Json(unit)) = &self.unit_jobs else {
+        let Some(Json(bundle)) = &self.bundle_jobs else {
             return vec![self];
         };
-        unit.iter()
+        bundle
+            .iter()
             .map(|(service, action)| JobRow {
                 status: self.status.clone(),
                 attempts: self.attempts,
@@ -257,7 +258,7 @@ async fn render(
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     let job_rows: Vec<JobRow> = sqlx::query_as(
         "SELECT request_id, service, action, status, attempts, matched, deleted, anonymized,
-                updated, retained, retained_reason, last_error, locked_by, unit_jobs
+                updated, retained, retained_reason, last_error, locked_by, bundle_jobs
            FROM gdpr_jobs WHERE request_id = ANY($1) AND service <> $2",
     )
     .bind(&ids)

@@ -60,14 +60,14 @@ pub async fn run(worker: &Worker, job: &Claimed) -> anyhow::Result<()> {
 }
 
 /// Finalizes `job`'s request in the caller's transaction and completes `job` (a finalize job, or
-/// a unit whose row the caller has replaced by its services' jobs in that transaction); the caller has
+/// a bundle whose row the caller has replaced by its services' jobs in that transaction); the caller has
 /// marked the request `FINALIZING` (a guarded unit that finishes the request's last service job
 /// did so as it released `job`), unless the request finishes in the transaction that finished
 /// its last service job, where no other status would be seen (see
 /// [`queue::take_finalize_after`]). Returns whether the worker still held the job: when not,
 /// another worker took it over and nothing done here may stay (the caller rolls back).
 ///
-/// `known` are the service jobs' results when the caller has them (a unit's, its exports
+/// `known` are the service jobs' results when the caller has them (a bundle's, its exports
 /// included, which its jobs' rows are written without); otherwise they are read from the rows.
 pub async fn finish(
     worker: &Worker,
@@ -132,22 +132,26 @@ pub async fn finish(
         (Status::Error, Some(error))
     };
     // The finalize job completed and, when the worker still held it, the request finished: one
-    // statement. A unit has no finalize job: its row is gone already, replaced in this
-    // transaction by its services' jobs, which is what held it.
+    // statement. A bundle has no finalize job: its row is gone already, replaced in this
+    // transaction by its services' jobs, which only its holder can do; a bundle whose row is
+    // still there is not held.
     let (held, parent): (bool, Option<Uuid>) = sqlx::query_as(
         "WITH held AS (
            UPDATE gdpr_jobs SET status = 'completed', locked_by = NULL, locked_until = NULL,
                   completed_at = now(), last_error = NULL
             WHERE id = $5 AND locked_by = $6 AND status = 'running' AND NOT $7
         RETURNING id),
+         bundle_done AS (
+           SELECT $7 AND NOT EXISTS (SELECT FROM gdpr_jobs WHERE id = $5) AS done),
          finished AS (
            UPDATE gdpr_requests
               SET status = $2, error = $3, summary = coalesce($4, summary),
                   completed_at = now(), updated_at = now()
             WHERE id = $1 AND status NOT IN ('COMPLETED', 'ERROR')
-              AND ($7 OR EXISTS (SELECT FROM held))
+              AND ((SELECT done FROM bundle_done) OR EXISTS (SELECT FROM held))
         RETURNING parent_id)
-         SELECT $7 OR EXISTS (SELECT FROM held), (SELECT parent_id FROM finished)",
+         SELECT (SELECT done FROM bundle_done) OR EXISTS (SELECT FROM held),
+                (SELECT parent_id FROM finished)",
     )
     .bind(job.request_id)
     .bind(status.as_str())
@@ -155,7 +159,7 @@ pub async fn finish(
     .bind(summary.map(Json))
     .bind(job.id)
     .bind(&worker.id)
-    .bind(job.unit_jobs.is_some())
+    .bind(job.bundle_jobs.is_some())
     .fetch_one(&mut *tx)
     .await?;
     if !held {

@@ -257,13 +257,13 @@ impl Worker {
     }
 
     async fn process(&self, job: Claimed) {
-        match job.unit_jobs {
-            Some(_) => self.process_compact(job).await,
+        match job.bundle_jobs {
+            Some(_) => self.process_bundle(job).await,
             None => self.process_job(job).await,
         }
     }
 
-    /// Runs a job that is not a unit, and records its failure.
+    /// Runs a job that is not a bundle, and records its failure.
     async fn process_job(&self, job: Claimed) {
         let started = std::time::Instant::now();
         let result = if job.attempts > job.max_attempts {

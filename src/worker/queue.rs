@@ -26,9 +26,9 @@ pub struct Claimed {
     pub max_attempts: i32,
     /// Why the previous attempt did not finish, if it said.
     pub last_error: Option<String>,
-    /// A unit's service jobs, `(service, action)` (see
-    /// [`UNIT`](crate::requests::create::UNIT)); `None` for any other job.
-    pub unit_jobs: Option<Json<Vec<(String, String)>>>,
+    /// A bundle's service jobs, `(service, action)` (see
+    /// [`BUNDLE`](crate::requests::create::BUNDLE)); `None` for any other job.
+    pub bundle_jobs: Option<Json<Vec<(String, String)>>>,
     /// Its request's organization and terms.
     #[sqlx(flatten)]
     pub work: RequestWork,
@@ -97,7 +97,7 @@ pub async fn claim(
                                 UNION ALL SELECT id FROM taken WHERE status = 'queued')
                    AND r.id = j.request_id
              RETURNING j.id, j.request_id, j.service, j.action, j.phase, j.attempts,
-                       j.max_attempts, j.last_error, j.unit_jobs, r.org_id, r.request_type,
+                       j.max_attempts, j.last_error, j.bundle_jobs, r.org_id, r.request_type,
                        r.terms, r.replacement_terms),
               started AS (
                 UPDATE gdpr_requests SET status = 'SEARCHING', updated_at = now()
@@ -237,13 +237,13 @@ pub async fn complete_all(
     .await
 }
 
-/// Completes a unit `holder` holds with what its service jobs did, in one statement: the unit's
-/// row goes and each of `jobs` (built by [`unit_jobs`]) becomes a row of its own, completed, with
-/// the unit's attempts. Returns whether `holder` still held the unit (when not, another worker
+/// Completes a bundle `holder` holds with what its service jobs did, in one statement: the bundle's
+/// row goes and each of `jobs` (built by [`bundle_jobs`]) becomes a row of its own, completed, with
+/// the bundle's attempts. Returns whether `holder` still held the bundle (when not, another worker
 /// took it over after the lease ran out, and nothing may be written: the caller rolls back).
-pub async fn complete_unit(
+pub async fn complete_bundle(
     conn: &mut PgConnection,
-    unit: &Claimed,
+    bundle: &Claimed,
     holder: &str,
     jobs: &[(&Claimed, &Outcome)],
 ) -> sqlx::Result<bool> {
@@ -282,44 +282,51 @@ pub async fn complete_unit(
                                               retained int8, retained_reason text, export jsonb))
          SELECT EXISTS (SELECT FROM held)",
     )
-    .bind(unit.id)
+    .bind(bundle.id)
     .bind(holder)
     .bind(Json(&rows))
     .fetch_one(conn)
     .await
 }
 
-/// A unit's service jobs as jobs of their own, each with the id its row will have, the unit's
+/// A bundle's service jobs as jobs of their own, each with the id its row will have, the bundle's
 /// attempts and lease, and its request's work.
-pub fn unit_jobs(unit: &Claimed) -> Vec<Claimed> {
-    let planned = unit
-        .unit_jobs
+pub fn bundle_jobs(bundle: &Claimed) -> Vec<Claimed> {
+    let planned = bundle
+        .bundle_jobs
         .as_ref()
         .map(|j| j.0.as_slice())
         .unwrap_or_default();
-    planned
+    let mut jobs: Vec<Claimed> = planned
         .iter()
         .map(|(service, action)| Claimed {
             id: Uuid::now_v7(),
             service: service.clone(),
             action: action.clone(),
             phase: "search".to_owned(),
-            unit_jobs: None,
-            ..unit.clone()
+            bundle_jobs: None,
+            ..bundle.clone()
         })
-        .collect()
+        .collect();
+    // In the order of any claimed jobs run together (see `Worker::units`), so that runs touching
+    // the same rows take their locks in the same order.
+    jobs.sort_by(|a, b| a.service.cmp(&b.service));
+    jobs
 }
 
-/// Turns a unit `holder` holds into its service jobs and a finalize job waiting for them, in one
-/// statement: the service jobs held by `holder` as the unit was (same attempts, same lease), so
-/// that the caller runs them at once as a claim would have given them. Returns them, or `None`
-/// when `holder` no longer held the unit.
-pub async fn expand_unit(
+/// Turns a bundle `holder` holds into its service jobs and a finalize job waiting for them, in one
+/// statement. With `lease`, the service jobs are held by `holder` for that long from now, with
+/// the bundle's attempts, so that the caller runs them at once as a claim would have given them;
+/// without, they are queued for any worker (the bundle's attempt not counted twice), and the
+/// workers are woken. Returns the service jobs, or `None` when `holder` no longer held the
+/// bundle.
+pub async fn expand_bundle(
     conn: &mut PgConnection,
-    unit: &Claimed,
+    bundle: &Claimed,
     holder: &str,
+    lease: Option<Duration>,
 ) -> sqlx::Result<Option<Vec<Claimed>>> {
-    let jobs = unit_jobs(unit);
+    let jobs = bundle_jobs(bundle);
     let mut ids: Vec<Uuid> = jobs.iter().map(|j| j.id).collect();
     let mut services: Vec<&str> = jobs.iter().map(|j| j.service.as_str()).collect();
     let mut actions: Vec<&str> = jobs.iter().map(|j| j.action.as_str()).collect();
@@ -329,25 +336,31 @@ pub async fn expand_unit(
     let held: bool = sqlx::query_scalar(
         "WITH held AS (
            DELETE FROM gdpr_jobs WHERE id = $1 AND locked_by = $2 AND status = 'running'
-        RETURNING request_id, attempts, max_attempts, locked_until, last_error, created_at),
+        RETURNING request_id, attempts, max_attempts, last_error, created_at),
               expanded AS (
            INSERT INTO gdpr_jobs (id, request_id, service, action, status, attempts,
                                   max_attempts, locked_by, locked_until, last_error, created_at)
            SELECT o.id, h.request_id, o.service, o.action,
-                  CASE WHEN o.service = $6 THEN 'waiting' ELSE 'running' END,
-                  CASE WHEN o.service = $6 THEN 0 ELSE h.attempts END, h.max_attempts,
-                  CASE WHEN o.service <> $6 THEN $2 END,
-                  CASE WHEN o.service <> $6 THEN h.locked_until END,
+                  CASE WHEN o.service = $6 THEN 'waiting'
+                       WHEN $7::float8 IS NULL THEN 'queued' ELSE 'running' END,
+                  CASE WHEN o.service = $6 THEN 0
+                       WHEN $7::float8 IS NULL THEN h.attempts - 1 ELSE h.attempts END,
+                  h.max_attempts,
+                  CASE WHEN o.service <> $6 AND $7::float8 IS NOT NULL THEN $2 END,
+                  CASE WHEN o.service <> $6 THEN now() + make_interval(secs => $7::float8) END,
                   CASE WHEN o.service <> $6 THEN h.last_error END, h.created_at
-             FROM held h, unnest($3::uuid[], $4::text[], $5::text[]) AS o(id, service, action))
-         SELECT EXISTS (SELECT FROM held)",
+             FROM held h, unnest($3::uuid[], $4::text[], $5::text[]) AS o(id, service, action)),
+              woken AS (
+           SELECT pg_notify('gdpr_jobs', '') FROM held WHERE $7::float8 IS NULL)
+         SELECT EXISTS (SELECT FROM held), (SELECT count(*) FROM woken)",
     )
-    .bind(unit.id)
+    .bind(bundle.id)
     .bind(holder)
     .bind(&ids)
     .bind(&services)
     .bind(&actions)
     .bind(FINALIZE)
+    .bind(lease.map(|l| l.as_secs_f64()))
     .fetch_one(conn)
     .await?;
     Ok(held.then_some(jobs))
@@ -471,7 +484,7 @@ pub async fn take_finalize(
                                       WHERE o.request_id = $1 AND o.service <> $2
                                         AND o.status NOT IN ('completed', 'error'))))
       RETURNING j.id, j.request_id, j.service, j.action, j.phase, j.attempts, j.max_attempts,
-                j.last_error, j.unit_jobs, r.org_id, r.request_type, r.terms, r.replacement_terms",
+                j.last_error, j.bundle_jobs, r.org_id, r.request_type, r.terms, r.replacement_terms",
     )
     .bind(request_id)
     .bind(FINALIZE)
@@ -789,13 +802,13 @@ mod tests {
         assert!(claim_units(&pool, 5, &[], &["s1", "s2"]).await.is_empty());
     }
 
-    /// Request 1 of [`QUEUE`]'s organization queued as a unit of two services' jobs, and no
+    /// Request 1 of [`QUEUE`]'s organization queued as a bundle of two services' jobs, and no
     /// other job.
-    const A_UNIT: &str = "
+    const A_BUNDLE: &str = "
         DELETE FROM gdpr_jobs;
-        INSERT INTO gdpr_jobs (id, request_id, service, action, status, max_attempts, unit_jobs)
-        VALUES (gen_random_uuid(), '00000000-0000-0000-0000-000000000001', '_unit', 'unit',
-                'queued', 5, '[[\"s1\", \"summarize\"], [\"s2\", \"summarize\"]]');";
+        INSERT INTO gdpr_jobs (id, request_id, service, action, status, max_attempts, bundle_jobs)
+        VALUES (gen_random_uuid(), '00000000-0000-0000-0000-000000000001', '_bundle', 'bundle',
+                'queued', 5, '[[\"s2\", \"summarize\"], [\"s1\", \"summarize\"]]');";
 
     /// The jobs' rows: service, status, attempts, holder, lease, matched.
     type JobRowState = (
@@ -817,19 +830,19 @@ mod tests {
         .unwrap()
     }
 
-    /// Claims [`A_UNIT`] for worker `w`.
-    async fn claimed_unit(pool: &PgPool) -> Claimed {
+    /// Claims [`A_BUNDLE`] for worker `w`.
+    async fn claimed_bundle(pool: &PgPool) -> Claimed {
         sqlx::raw_sql(QUEUE).execute(pool).await.unwrap();
-        sqlx::raw_sql(A_UNIT).execute(pool).await.unwrap();
+        sqlx::raw_sql(A_BUNDLE).execute(pool).await.unwrap();
         let mut claimed = claim_some(pool, 4, &[]).await;
-        assert_eq!(claimed.len(), 1, "a unit is claimed as one job");
+        assert_eq!(claimed.len(), 1, "a bundle is claimed as one job");
         claimed.remove(0)
     }
 
     #[sqlx::test]
-    async fn a_unit_becomes_its_services_completed_jobs_only_in_its_holders_hands(pool: PgPool) {
-        let unit = claimed_unit(&pool).await;
-        let jobs = unit_jobs(&unit);
+    async fn a_bundle_becomes_its_services_completed_jobs_only_in_its_holders_hands(pool: PgPool) {
+        let bundle = claimed_bundle(&pool).await;
+        let jobs = bundle_jobs(&bundle);
         let services: Vec<(&str, &str, i32)> = jobs
             .iter()
             .map(|j| (j.service.as_str(), j.action.as_str(), j.attempts))
@@ -843,43 +856,82 @@ mod tests {
         let mut conn = pool.acquire().await.unwrap();
         let before = job_rows(&pool).await;
 
-        let held = complete_unit(&mut conn, &unit, "other", &done)
+        let held = complete_bundle(&mut conn, &bundle, "other", &done)
             .await
             .unwrap();
         assert!(
             !held,
-            "a worker that does not hold the unit completes nothing"
+            "a worker that does not hold the bundle completes nothing"
         );
         assert_eq!(job_rows(&pool).await, before);
 
-        assert!(complete_unit(&mut conn, &unit, "w", &done).await.unwrap());
+        assert!(
+            complete_bundle(&mut conn, &bundle, "w", &done)
+                .await
+                .unwrap()
+        );
         let completed = |s: &str| (s.to_owned(), "completed".to_owned(), 1, None, None, Some(3));
         assert_eq!(job_rows(&pool).await, [completed("s1"), completed("s2")]);
     }
 
     #[sqlx::test]
-    async fn a_unit_that_failed_becomes_its_services_jobs_held_as_it_was(pool: PgPool) {
-        let unit = claimed_unit(&pool).await;
+    async fn a_bundle_that_failed_becomes_its_services_jobs_held_with_a_new_lease(pool: PgPool) {
+        let bundle = claimed_bundle(&pool).await;
         let mut conn = pool.acquire().await.unwrap();
         let before = job_rows(&pool).await;
-        let lease = before[0].4;
-        assert!(lease.is_some());
+        let claimed_until = before[0].4.unwrap();
+        let lease = Some(Duration::from_secs(600));
 
-        let expanded = expand_unit(&mut conn, &unit, "other").await.unwrap();
-        assert!(expanded.is_none(), "only the unit's holder may expand it");
+        let expanded = expand_bundle(&mut conn, &bundle, "other", lease)
+            .await
+            .unwrap();
+        assert!(expanded.is_none(), "only the bundle's holder may expand it");
         assert_eq!(job_rows(&pool).await, before);
 
-        let jobs = expand_unit(&mut conn, &unit, "w").await.unwrap().unwrap();
-        let held = |s: &str| {
-            (
-                s.to_owned(),
-                "running".to_owned(),
-                1,
-                Some("w".to_owned()),
-                lease,
-                None,
-            )
-        };
+        let jobs = expand_bundle(&mut conn, &bundle, "w", lease)
+            .await
+            .unwrap()
+            .unwrap();
+        let rows = job_rows(&pool).await;
+        let states: Vec<(&str, &str, i32, Option<&str>)> = rows
+            .iter()
+            .map(|(s, status, attempts, by, ..)| {
+                (s.as_str(), status.as_str(), *attempts, by.as_deref())
+            })
+            .collect();
+        assert_eq!(
+            states,
+            [
+                ("_finalize", "waiting", 0, None),
+                ("s1", "running", 1, Some("w")),
+                ("s2", "running", 1, Some("w")),
+            ]
+        );
+        assert!(
+            rows[1..]
+                .iter()
+                .all(|r| r.4.is_some_and(|until| until > claimed_until)),
+            "the jobs are held for a lease of their own, not what is left of the bundle's"
+        );
+        // What the worker runs next are those rows, in service order.
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT id FROM gdpr_jobs WHERE service <> '_finalize' ORDER BY service",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        assert_eq!(jobs.iter().map(|j| j.id).collect::<Vec<_>>(), ids);
+    }
+
+    #[sqlx::test]
+    async fn a_bundle_becomes_its_services_jobs_queued_for_any_worker(pool: PgPool) {
+        let bundle = claimed_bundle(&pool).await;
+        let mut conn = pool.acquire().await.unwrap();
+        expand_bundle(&mut conn, &bundle, "w", None)
+            .await
+            .unwrap()
+            .unwrap();
+        let queued = |s: &str| (s.to_owned(), "queued".to_owned(), 0, None, None, None);
         assert_eq!(
             job_rows(&pool).await,
             [
@@ -891,18 +943,18 @@ mod tests {
                     None,
                     None
                 ),
-                held("s1"),
-                held("s2"),
+                queued("s1"),
+                queued("s2"),
             ]
         );
-        // What the worker runs next are those rows.
-        let ids: Vec<Uuid> = sqlx::query_scalar(
-            "SELECT id FROM gdpr_jobs WHERE service <> '_finalize' ORDER BY service",
-        )
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-        assert_eq!(jobs.iter().map(|j| j.id).collect::<Vec<_>>(), ids);
+        // Claimed again like any queued jobs, the attempt the bundle's claim took counted once.
+        let claimed = claim_some(&pool, 4, &[]).await;
+        let mut attempts: Vec<(String, i32)> = claimed
+            .iter()
+            .map(|j| (j.service.clone(), j.attempts))
+            .collect();
+        attempts.sort();
+        assert_eq!(attempts, [("s1".to_owned(), 1), ("s2".to_owned(), 1)]);
     }
 
     #[test]

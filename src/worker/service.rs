@@ -30,9 +30,9 @@ enum Run<'u> {
     Unguarded,
     /// The jobs' rows claimed; each action and the finalization in a savepoint of its own.
     Guarded,
-    /// The jobs of a unit, which have no rows yet: as [`Run::Unguarded`], and the unit's row
+    /// The jobs of a bundle, which have no rows yet: as [`Run::Unguarded`], and the bundle's row
     /// replaced by theirs, completed, and the request finalized, or nothing is.
-    Compact(&'u Claimed),
+    Bundle(&'u Claimed),
 }
 
 /// Why an unguarded run of a unit stopped, its transaction rolled back.
@@ -92,7 +92,7 @@ impl Worker {
     }
 
     /// [`Worker::process_together`], beginning with a run of `first`: guarded for the jobs of a
-    /// unit whose own run failed (see [`Worker::process_compact`]).
+    /// bundle whose own run failed (see [`Worker::process_bundle`]).
     async fn process_together_from(&self, jobs: Vec<Claimed>, first: Run<'_>) {
         let (spent, jobs): (Vec<Claimed>, Vec<Claimed>) =
             jobs.into_iter().partition(|j| j.attempts > j.max_attempts);
@@ -118,10 +118,10 @@ impl Worker {
     /// `Err` is a failure of the transaction itself.
     ///
     /// `first` is how the first run goes: [`Run::Guarded`] skips the unguarded one, and with
-    /// [`Run::Compact`] the jobs are a unit's, whose failed run is not run again here but
+    /// [`Run::Bundle`] the jobs are a bundle's, whose failed run is not run again here but
     /// returned as `Err`.
     async fn run_together(&self, jobs: &[Claimed], first: Run<'_>) -> anyhow::Result<()> {
-        if jobs.is_empty() && !matches!(first, Run::Compact(_)) {
+        if jobs.is_empty() && !matches!(first, Run::Bundle(_)) {
             return Ok(());
         }
         let mut conn = self.pool.acquire().await?;
@@ -144,7 +144,7 @@ impl Worker {
         }
         let ran = match (ran, first) {
             (Ok(ran), _) => ran,
-            (Err(_), Run::Compact(_)) => anyhow::bail!("an action or the finalization failed"),
+            (Err(_), Run::Bundle(_)) => anyhow::bail!("an action or the finalization failed"),
             (Err(_), _) => self
                 .run_unit(&mut conn, jobs, Run::Guarded)
                 .await?
@@ -164,37 +164,49 @@ impl Worker {
         Ok(())
     }
 
-    /// A unit ([`UNIT`](crate::requests::create::UNIT)): its services' jobs and the request's finalization, in one transaction
-    /// that also replaces the unit's row by their rows, completed (`Run::Compact`). Should that
-    /// fail, or the unit have used up its attempts, it becomes its services' jobs and a finalize
-    /// job ([`queue::expand_unit`]), held by this worker as the unit was, and they run at once,
-    /// guarded, as claimed jobs of a request run: each failure is then its service's alone,
-    /// with the retries and the reason of any job, and this attempt is theirs.
-    pub(super) async fn process_compact(&self, unit: Claimed) {
-        if unit.attempts <= unit.max_attempts {
-            let jobs = queue::unit_jobs(&unit);
-            match self.run_together(&jobs, Run::Compact(&unit)).await {
+    /// A bundle ([`BUNDLE`](crate::requests::create::BUNDLE)): its services' jobs and the
+    /// request's finalization, in one transaction that also replaces the bundle's row by their
+    /// rows, completed (`Run::Bundle`). Should that fail, or the bundle have used up its
+    /// attempts, it becomes its services' jobs and a finalize job ([`queue::expand_bundle`]),
+    /// held by this worker with a new lease, and they go on at once as claimed jobs of a request
+    /// do (they run guarded, or fail for good when their attempts are used up): each failure is
+    /// then its service's alone, with the retries and the reason of any job, and this attempt is
+    /// theirs. A bundle is made by the API process's catalog: when this worker's has a service
+    /// of it elsewhere than in gdprd's database, or not at all, it becomes its jobs, queued, and
+    /// each goes where this catalog says (as they would have, queued one by one).
+    pub(super) async fn process_bundle(&self, bundle: Claimed) {
+        let jobs = queue::bundle_jobs(&bundle);
+        let local = jobs.iter().all(|j| {
+            self.catalog
+                .service(&j.service)
+                .is_some_and(|s| matches!(s.location, Location::Local))
+        });
+        if local && bundle.attempts <= bundle.max_attempts {
+            match self.run_together(&jobs, Run::Bundle(&bundle)).await {
                 Ok(()) => return,
                 Err(e) => tracing::debug!(
-                    request_id = %unit.request_id, error = %format!("{e:#}"),
-                    "a unit failed; it runs again as its services' jobs"
+                    request_id = %bundle.request_id, error = %format!("{e:#}"),
+                    "a bundle failed; it runs again as its services' jobs"
                 ),
             }
         }
+        let lease = local.then(|| self.lease());
         let expanded: anyhow::Result<Option<Vec<Claimed>>> = async {
             let mut tx = self.begin().await?;
-            let jobs = queue::expand_unit(&mut tx, &unit, &self.id).await?;
+            let jobs = queue::expand_bundle(&mut tx, &bundle, &self.id, lease).await?;
             tx.commit().await?;
             Ok(jobs)
         }
         .await;
         match expanded {
-            Ok(Some(jobs)) => self.process_together_from(jobs, Run::Guarded).await,
-            // Another worker took the unit over after its lease ran out.
-            Ok(None) => {}
+            Ok(Some(jobs)) if local => self.process_together_from(jobs, Run::Guarded).await,
+            // Queued for any worker, or another worker took the bundle over after its lease ran
+            // out.
+            Ok(_) => {}
             Err(e) => tracing::warn!(
-                request_id = %unit.request_id, error = %format!("{e:#}"),
-                "turning a unit into its services' jobs failed; it is claimed again when its lease runs out"
+                request_id = %bundle.request_id, error = %format!("{e:#}"),
+                "turning a bundle into its services' jobs failed; it is claimed again when its \
+                 lease runs out"
             ),
         }
     }
@@ -211,11 +223,13 @@ impl Worker {
         Ok(())
     }
 
-    /// One run of a unit in one transaction on `conn`. `guarded`: each action in a savepoint
-    /// of its own, where a failure is the failing job's alone (recorded, with what the action
-    /// counted before it failed), and the finalization in one, where a failure leaves the
-    /// finalize job queued for any worker. Unguarded, an action or a finalization that fails
-    /// ends the run with [`Stopped`], its transaction rolled back.
+    /// One run of a unit in one transaction on `conn`, as `run` says. [`Run::Guarded`]: each
+    /// action in a savepoint of its own, where a failure is the failing job's alone (recorded,
+    /// with what the action counted before it failed), and the finalization in one, where a
+    /// failure leaves the finalize job queued for any worker. [`Run::Unguarded`] and
+    /// [`Run::Bundle`]: an action or a finalization that fails ends the run with [`Stopped`],
+    /// its transaction rolled back; a bundle's jobs are written completed and its request
+    /// finalized in the same transaction (see [`Worker::process_bundle`]).
     async fn run_unit<'j>(
         &self,
         conn: &mut PgConnection,
@@ -224,7 +238,7 @@ impl Worker {
     ) -> anyhow::Result<Result<Ran<'j>, Stopped>> {
         let guarded = matches!(run, Run::Guarded);
         let request_id = match run {
-            Run::Compact(unit) => unit.request_id,
+            Run::Bundle(bundle) => bundle.request_id,
             _ => jobs[0].request_id,
         };
         let mut tx = Worker::begin_on(conn).await?;
@@ -254,7 +268,7 @@ impl Worker {
                 }
             }
         }
-        if let Run::Compact(unit) = run {
+        if let Run::Bundle(bundle) = run {
             // What the jobs did goes to the finalization in memory, the exports too: the jobs'
             // rows, which it would otherwise read back, are written without the exports.
             let results: Vec<finalize::JobResult> = done
@@ -263,22 +277,22 @@ impl Worker {
                 .collect();
             let outcomes: Vec<(&Claimed, &Outcome)> =
                 done.iter().map(|(j, o, _)| (*j, o)).collect();
-            if !queue::complete_unit(&mut tx, unit, &self.id, &outcomes).await? {
-                // Another worker took the unit over: nothing of this run may stay.
+            if !queue::complete_bundle(&mut tx, bundle, &self.id, &outcomes).await? {
+                // Another worker took the bundle over: nothing of this run may stay.
                 return Ok(Ok(Ran {
                     completed: Vec::new(),
                     finalized: None,
                 }));
             }
             let finalized = match self
-                .finalize_taken(&mut tx, unit.clone(), Some(results))
+                .finalize_taken(&mut tx, bundle.clone(), Some(results))
                 .await
             {
                 Ok(finalized) => finalized,
                 Err(e) => {
                     tracing::debug!(
                         %request_id, error = %format!("{e:#}"),
-                        "a unit's finalization failed; it runs again as its services' jobs"
+                        "a bundle's finalization failed; it runs again as its services' jobs"
                     );
                     return Ok(Err(Stopped::Failed));
                 }
@@ -374,8 +388,8 @@ impl Worker {
         }
     }
 
-    /// Finalizes the request of `job`, a finalize job this worker took or a unit whose row
-    /// [`queue::complete_unit`] has replaced, in `tx`, with its service jobs' results when the
+    /// Finalizes the request of `job`, a finalize job this worker took or a bundle whose row
+    /// [`queue::complete_bundle`] has replaced, in `tx`, with its service jobs' results when the
     /// caller has them (see [`finalize::finish`]). Returns the job and how long it took; on
     /// `Err` the caller undoes what was done here.
     async fn finalize_taken(

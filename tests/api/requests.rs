@@ -59,9 +59,9 @@ async fn a_request_is_accepted_with_the_genesys_fields(pool: PgPool) {
         assert_eq!(job["action"], "export");
     }
     // The demo services all keep their tables in gdprd's database: their jobs are queued as
-    // one unit, which names them.
+    // one bundle, which names them.
     let stored: Vec<(String, String, Vec<String>)> = sqlx::query_as(
-        "SELECT service, status, ARRAY(SELECT j->>0 FROM jsonb_array_elements(unit_jobs) j)
+        "SELECT service, status, ARRAY(SELECT j->>0 FROM jsonb_array_elements(bundle_jobs) j)
            FROM gdpr_jobs WHERE request_id = $1::uuid",
     )
     .bind(id)
@@ -77,13 +77,13 @@ async fn a_request_is_accepted_with_the_genesys_fields(pool: PgPool) {
     assert_eq!(
         stored.len(),
         1,
-        "the seven service jobs are durable, as one unit"
+        "the seven service jobs are durable, as one bundle"
     );
-    let (service, status, unit) = &stored[0];
-    assert_eq!((service.as_str(), status.as_str()), ("_unit", "queued"));
-    let mut unit: Vec<&str> = unit.iter().map(String::as_str).collect();
-    unit.sort_unstable();
-    assert_eq!(unit, services);
+    let (service, status, bundle) = &stored[0];
+    assert_eq!((service.as_str(), status.as_str()), ("_bundle", "queued"));
+    let mut bundle: Vec<&str> = bundle.iter().map(String::as_str).collect();
+    bundle.sort_unstable();
+    assert_eq!(bundle, services);
 }
 
 #[sqlx::test]
@@ -576,7 +576,7 @@ async fn a_merge_set_request_fans_out_and_members_finish_independently(pool: PgP
 #[sqlx::test]
 async fn a_job_that_fails_twice_then_succeeds_completes(pool: PgPool) {
     let (app, token) = seeded(pool).await;
-    // The consent store fails whatever runs during the job's first two attempts: the unit's
+    // The consent store fails whatever runs during the job's first two attempts: the bundle's
     // own run, which then becomes the services' jobs, and theirs (a run of a request's jobs
     // may run an action twice in one attempt: see `Worker::run_together`).
     fail_while(

@@ -10,12 +10,16 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode as AxumStatus};
 use axum::response::IntoResponse;
 use gdprd::catalog::Catalog;
-use gdprd::config::HttpSettings;
+use gdprd::config::{HttpSettings, WorkerSettings};
+use gdprd::index::Normalizer;
 use gdprd::outbound::signing::{self, Secrets};
+use gdprd::secrets::ServerKey;
+use gdprd::worker::Worker;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::helpers::{ALL_PERMISSIONS, TestApp, expect_error, fast_worker};
@@ -190,6 +194,84 @@ fn crm_job(request: &Value) -> Value {
         .find(|j| j["service"] == "crm")
         .cloned()
         .unwrap_or_else(|| panic!("no crm job: {request}"))
+}
+
+#[sqlx::test]
+async fn a_bundle_goes_where_the_workers_catalog_sends_its_services(pool: PgPool) {
+    // The API's catalog is the demo's, every service in gdprd's database: the erasure is queued
+    // as one bundle.
+    let app = TestApp::spawn_without_worker(pool.clone()).await;
+    let token = app.token("demo", ALL_PERMISSIONS).await;
+    let request = app
+        .accepted(
+            &token,
+            json!({"requestType": "GDPR_DELETE", "subject": lena()}),
+        )
+        .await;
+    // The worker's catalog has journeys behind HTTP.
+    let (receiver, url) =
+        Receiver::start(|_| Reply::Status(200, json!({"matched": 3, "deleted": 3}))).await;
+    let demo = std::fs::read_to_string("catalog/demo.toml").unwrap();
+    let others: Vec<&str> = demo
+        .split("\n[[service]]\n")
+        .filter(|block| !block.starts_with("name = \"journeys\""))
+        .collect();
+    assert_eq!(others.len(), demo.split("\n[[service]]\n").count() - 1);
+    let secret = &receiver.secrets.written()[0];
+    let catalog: Catalog = format!(
+        r#"{}
+[[service]]
+name = "journeys"
+erasure = "delete"
+purpose = "Web analytics"
+categories = ["tracking cookie"]
+retention = "Thirteen months after the last visit"
+http = {{ url = "{url}", secrets = ["{secret}"], timeout_secs = 1, identifiers = ["EMAIL", "PHONE", "NAME"] }}
+"#,
+        others.join("\n[[service]]\n")
+    )
+    .parse()
+    .unwrap();
+    let settings = WorkerSettings {
+        callback_base_url: Some(app.address.clone()),
+        ..fast_worker()
+    };
+    let worker = Worker::new(
+        pool.clone(),
+        Arc::new(catalog),
+        ServerKey::load_or_create(&pool).await.unwrap(),
+        Normalizer::new("US").unwrap(),
+        settings,
+    );
+    let stop = CancellationToken::new();
+    tokio::spawn(worker.run(stop.clone()));
+    let _stop = stop.drop_guard();
+
+    // The bundle became its jobs, queued, and each ran where the worker's catalog says.
+    let done = app.finished(&token, request["id"].as_str().unwrap()).await;
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    assert_eq!(
+        receiver.calls.lock().unwrap().len(),
+        1,
+        "journeys went over HTTP"
+    );
+    let journeys = done["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["service"] == "journeys")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (&journeys["status"], &journeys["deleted"]),
+        (&json!("COMPLETED"), &json!(3))
+    );
+    for job in done["jobs"].as_array().unwrap() {
+        assert_eq!(
+            job["attempts"], 1,
+            "the bundle's attempt counted once: {job}"
+        );
+    }
 }
 
 #[sqlx::test]

@@ -193,7 +193,7 @@ async fn finished(pool: &PgPool) -> i64 {
     .await
 }
 
-/// Jobs (units included) the worker process with this lease prefix holds.
+/// Jobs (bundles included) the worker process with this lease prefix holds.
 async fn held(pool: &PgPool, prefix: &str) -> i64 {
     sqlx::query_scalar(
         "SELECT count(*) FROM gdpr_jobs WHERE status = 'running' AND locked_by LIKE $1",

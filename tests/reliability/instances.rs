@@ -76,7 +76,7 @@ async fn instances(pool: PgPool, apis: usize, workers: usize, requests: usize) {
     audit.assert_exactly_once();
     assert_eq!(
         audit.claims, audit.queued,
-        "each job or unit claimed once: {audit:?}"
+        "each job or bundle claimed once: {audit:?}"
     );
     assert_eq!(audit.max_attempts, 1, "{audit:?}");
     assert_eq!(audit.takeovers, 0, "{audit:?}");

@@ -310,7 +310,7 @@ pub async fn all_finished(pool: &PgPool, limit: Duration) -> Duration {
 }
 
 /// Records, with PostgreSQL triggers, every job as it is queued, claimed, released and
-/// completed, and every unit as its row is replaced by its services' jobs (`replaced`, with its
+/// completed, and every bundle as its row is replaced by its services' jobs (`replaced`, with its
 /// holder), each with its transaction id, backend pid and clock time, and every statement that writes to a demo data
 /// table, each statement slowed by `delay_ms` so that jobs are caught mid-work. Unlogged tables:
 /// only the test reads them.
@@ -320,6 +320,7 @@ pub async fn install_audit(pool: &PgPool, delay_ms: u32) {
         "CREATE UNLOGGED TABLE audit_jobs (
              job_id uuid NOT NULL, request_id uuid NOT NULL, service text NOT NULL,
              status text NOT NULL, attempts int NOT NULL, locked_by text, locked_until timestamptz,
+             op text NOT NULL, listed int,
              txid bigint NOT NULL DEFAULT txid_current(),
              backend_pid int NOT NULL DEFAULT pg_backend_pid(),
              at timestamptz NOT NULL DEFAULT clock_timestamp())"
@@ -334,14 +335,15 @@ pub async fn install_audit(pool: &PgPool, delay_ms: u32) {
          BEGIN
              IF TG_OP = 'DELETE' THEN
                  INSERT INTO audit_jobs (job_id, request_id, service, status, attempts,
-                                         locked_by, locked_until)
+                                         locked_by, locked_until, op)
                  VALUES (OLD.id, OLD.request_id, OLD.service, 'replaced', OLD.attempts,
-                         OLD.locked_by, OLD.locked_until);
+                         OLD.locked_by, OLD.locked_until, TG_OP);
              ELSE
                  INSERT INTO audit_jobs (job_id, request_id, service, status, attempts,
-                                         locked_by, locked_until)
+                                         locked_by, locked_until, op, listed)
                  VALUES (NEW.id, NEW.request_id, NEW.service, NEW.status, NEW.attempts,
-                         NEW.locked_by, NEW.locked_until);
+                         NEW.locked_by, NEW.locked_until, TG_OP,
+                         jsonb_array_length(NEW.bundle_jobs));
              END IF;
              RETURN NULL;
          END $$"
@@ -355,8 +357,8 @@ pub async fn install_audit(pool: &PgPool, delay_ms: u32) {
         "CREATE TRIGGER audit_job_insert AFTER INSERT ON gdpr_jobs FOR EACH ROW
              EXECUTE FUNCTION audit_job()"
             .to_owned(),
-        "CREATE TRIGGER audit_unit AFTER DELETE ON gdpr_jobs FOR EACH ROW
-             WHEN (OLD.action = 'unit') EXECUTE FUNCTION audit_job()"
+        "CREATE TRIGGER audit_bundle AFTER DELETE ON gdpr_jobs FOR EACH ROW
+             WHEN (OLD.action = 'bundle') EXECUTE FUNCTION audit_job()"
             .to_owned(),
         format!(
             "CREATE FUNCTION audit_data() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -392,18 +394,21 @@ pub async fn install_audit(pool: &PgPool, delay_ms: u32) {
 pub struct Audit {
     pub jobs: i64,
     pub completed_jobs: i64,
-    /// Jobs and units queued (each is claimed at least once; a unit's services' jobs are not
-    /// queued but completed, or held by the unit's worker, as the unit's row goes).
+    /// Jobs and bundles queued (each is claimed at least once; a bundle's services' jobs are not
+    /// queued but completed, or held by the bundle's worker, as the bundle's row goes).
     pub queued: i64,
-    /// Times a job or unit was claimed (claimed again after a failure or a lost lease counts
-    /// again), and a unit's services' jobs held as the unit's row went.
+    /// Times a job or bundle was claimed (claimed again after a failure or a lost lease counts
+    /// again); a bundle's services' jobs, held as the bundle's row goes, are not claimed.
     pub claims: i64,
+    /// Bundles whose request does not end with a completed job for each service they named:
+    /// must be none.
+    pub lost_jobs: i64,
     /// Claims of a job whose previous holder never released it: its lease had run out.
     pub takeovers: i64,
     /// Claims made while another worker still held a live lease on the job: must be none.
     pub overlapping_claims: i64,
     /// A request's jobs of a service that became `completed` more than once (the same job
-    /// twice, or a unit completed twice as new rows): must be none.
+    /// twice, or a bundle completed twice as new rows): must be none.
     pub double_completions: i64,
     /// Transactions that wrote to a data table without completing a job in the same
     /// transaction: must be none (a dead worker's half-done work is rolled back).
@@ -422,16 +427,16 @@ pub async fn audit(pool: &PgPool) -> Audit {
             .await
             .unwrap()
     };
-    // A job completed by its claimant, or as its unit's row was replaced, by the unit's.
+    // A job completed by its claimant, or as its bundle's row was replaced, by the bundle's.
     let per_process: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT split_part(coalesce(claimed.locked_by, unit.locked_by), '-', 1), count(*)
+        "SELECT split_part(coalesce(claimed.locked_by, bundle.locked_by), '-', 1), count(*)
            FROM audit_jobs done
            LEFT JOIN LATERAL (SELECT locked_by FROM audit_jobs c
                                WHERE c.job_id = done.job_id AND c.status = 'running'
                                  AND c.at <= done.at ORDER BY c.at DESC LIMIT 1) claimed ON true
            LEFT JOIN LATERAL (SELECT locked_by FROM audit_jobs u
                                WHERE u.txid = done.txid AND u.request_id = done.request_id
-                                 AND u.status = 'replaced' LIMIT 1) unit ON true
+                                 AND u.status = 'replaced' LIMIT 1) bundle ON true
           WHERE done.status = 'completed'
           GROUP BY 1 ORDER BY 1",
     )
@@ -445,7 +450,14 @@ pub async fn audit(pool: &PgPool) -> Audit {
               WHERE status IN ('queued', 'waiting')
                 AND at = (SELECT min(at) FROM audit_jobs f WHERE f.job_id = audit_jobs.job_id)")
         .await,
-        claims: one("SELECT count(*) FROM audit_jobs WHERE status = 'running'").await,
+        claims: one("SELECT count(*) FROM audit_jobs WHERE status = 'running' AND op = 'UPDATE'")
+            .await,
+        lost_jobs: one("SELECT count(*) FROM audit_jobs b
+              WHERE b.listed IS NOT NULL AND b.op = 'INSERT'
+                AND b.listed <> (SELECT count(*) FROM gdpr_jobs j
+                                  WHERE j.request_id = b.request_id AND j.status = 'completed'
+                                    AND j.service NOT LIKE '\\_%')")
+        .await,
         takeovers: one("SELECT count(*) FROM (
                  SELECT status, lag(status) OVER w AS before
                    FROM audit_jobs WINDOW w AS (PARTITION BY job_id ORDER BY at)) e
@@ -486,6 +498,7 @@ impl Audit {
         assert_eq!(self.overlapping_claims, 0, "{self:?}");
         assert_eq!(self.double_completions, 0, "{self:?}");
         assert_eq!(self.orphan_writes, 0, "{self:?}");
+        assert_eq!(self.lost_jobs, 0, "{self:?}");
     }
 }
 
