@@ -79,6 +79,8 @@ pub async fn finish(
     let request_type = RequestType::parse(&work.request_type)
         .ok_or_else(|| anyhow::anyhow!("unknown request type {:?}", work.request_type))?;
     // By service, in byte order either way (as requests list their jobs).
+    // A bundle's jobs' rows were written without their exports: none to clear after the archive.
+    let rows_hold_exports = known.is_none();
     let jobs: Vec<JobResult> = match known {
         Some(mut jobs) => {
             jobs.sort_by(|a, b| a.service.cmp(&b.service));
@@ -103,7 +105,7 @@ pub async fn finish(
         match request_type {
             RequestType::GdprGet => summary = Some(access_summary(worker, &jobs)),
             RequestType::GdprExport => {
-                store_archive(worker, &mut *tx, job.request_id, &jobs).await?
+                store_archive(worker, &mut *tx, job.request_id, &jobs, rows_hold_exports).await?
             }
             RequestType::GdprUpdate => update_index(worker, &mut *tx, work).await?,
             RequestType::GdprDelete => {
@@ -195,6 +197,7 @@ async fn store_archive(
     conn: &mut PgConnection,
     request_id: Uuid,
     jobs: &[JobResult],
+    rows_hold_exports: bool,
 ) -> anyhow::Result<()> {
     let (request_type, created_at): (String, chrono::DateTime<Utc>) =
         sqlx::query_as("SELECT request_type, created_at FROM gdpr_requests WHERE id = $1")
@@ -232,10 +235,14 @@ async fn store_archive(
     .await?;
     // The rows now live in the archive only, which expires. (Only the jobs that hold rows are
     // written: the others, and the finalize job, need no new row version.)
-    sqlx::query("UPDATE gdpr_jobs SET result = NULL WHERE request_id = $1 AND result IS NOT NULL")
+    if rows_hold_exports {
+        sqlx::query(
+            "UPDATE gdpr_jobs SET result = NULL WHERE request_id = $1 AND result IS NOT NULL",
+        )
         .bind(request_id)
         .execute(conn)
         .await?;
+    }
     Ok(())
 }
 
