@@ -83,8 +83,14 @@ async fn serve(
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     tracing::info!(address = %args.listen, "gdprd listening");
     let public_url = args.public_url();
+    let search = db::search_pool(
+        &pool,
+        global.db_search_connections as usize,
+        std::time::Duration::from_secs(global.db_acquire_timeout_secs),
+    )?;
     let state = AppState {
         pool: pool.clone(),
+        search,
         normalizer: normalizer.clone(),
         links: ResultLinks {
             public_url: public_url.clone(),

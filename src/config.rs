@@ -35,6 +35,15 @@ pub struct GlobalArgs {
     )]
     pub db_max_connections: u32,
 
+    /// Connections `gdprd serve` keeps for the subject search, besides the pool.
+    #[arg(
+        long,
+        env = "GDPRD_DB_SEARCH_CONNECTIONS",
+        default_value_t = 8,
+        global = true
+    )]
+    pub db_search_connections: u32,
+
     /// How long a request waits for a database connection before failing, in seconds.
     #[arg(
         long,

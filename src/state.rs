@@ -7,6 +7,7 @@ use sqlx::PgPool;
 use crate::auth::cache::TokenCache;
 use crate::catalog::Catalog;
 use crate::config::HttpSettings;
+use crate::db::SearchPool;
 use crate::index::Normalizer;
 use crate::outbound::Outbound;
 use crate::ratelimit::RateLimits;
@@ -15,6 +16,8 @@ use crate::requests::store::ResultLinks;
 #[derive(Clone)]
 pub struct AppState {
     pub pool: PgPool,
+    /// Connections of the subject search alone.
+    pub search: SearchPool,
     pub normalizer: Normalizer,
     pub settings: Arc<HttpSettings>,
     pub catalog: Arc<Catalog>,

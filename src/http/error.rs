@@ -196,7 +196,7 @@ impl From<sqlx::Error> for ApiError {
 
 /// Errors that mean the database is gone or going (connection lost, server shutting down or
 /// starting), not that the request was wrong: the answer is 503, and a retry will do.
-fn database_unavailable(e: &sqlx::Error) -> bool {
+pub fn database_unavailable(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed

@@ -2,9 +2,10 @@
 //! identifier of that type equals the normalized value.
 
 use axum::extract::State;
+use deadpool::managed::Object;
 use serde::{Deserialize, Serialize};
 
-use super::error::ApiError;
+use super::error::{ApiError, database_unavailable};
 use super::extract::{Json, Query, SearchCaller, require};
 use super::openapi::{
     BadRequest, Forbidden, GatewayTimeout, GdprSubjectEntityListing, InternalServerError,
@@ -14,6 +15,7 @@ use super::paging::parse_page;
 use crate::auth::cache::TokenDigest;
 use crate::auth::tokens::{self, AuthError};
 use crate::auth::{Caller, Permission};
+use crate::db;
 use crate::index::{SearchType, store};
 use crate::state::AppState;
 use crate::wire::{EntityListing, GdprSubject};
@@ -75,6 +77,8 @@ pub async fn search(
     };
     let caller = &unconfirmed.caller;
     match run(&state, caller, &query, Some(&unconfirmed.digest)).await {
+        // The database failed (the search has already had its second try).
+        Err(e @ (ApiError::Unavailable(_) | ApiError::Internal(_))) => Err(e),
         Ok(listing) => Ok(listing),
         // Not confirmed, or refused: look the token up as every other endpoint does, and answer
         // as it would (an invalid token is a 401 before anything else).
@@ -123,11 +127,23 @@ async fn run(
         max,
         max,
     )?;
-    let mut conn = state.pool.acquire().await?;
-    let (entities, total) =
-        store::search(&mut conn, caller.org_id, search_type, &value, page, confirm)
-            .await?
-            .ok_or(ApiError::from(AuthError::Expired))?;
+    // A failed connection does not go back to the pool. One that PostgreSQL closed while it sat
+    // idle fails its next statement: the search only reads, so it runs once more on another.
+    let mut retried = false;
+    let found = loop {
+        let mut conn = state.search.get().await.map_err(db::search_pool_error)?;
+        match store::search(&mut conn, caller.org_id, search_type, &value, page, confirm).await {
+            Ok(found) => break found,
+            Err(e) => {
+                drop(Object::take(conn));
+                if retried || !database_unavailable(&e) {
+                    return Err(e.into());
+                }
+                retried = true;
+            }
+        }
+    };
+    let (entities, total) = found.ok_or(ApiError::from(AuthError::Expired))?;
     let uri = |number: i64| {
         let query = serde_urlencoded::to_string(UriQuery {
             search_type: search_type.as_str(),

@@ -98,6 +98,7 @@ impl TestApp {
         let worker_settings = worker.clone().unwrap_or_default();
         let state = AppState {
             pool: pool.clone(),
+            search: gdprd::db::search_pool(&pool, 4, std::time::Duration::from_secs(5)).unwrap(),
             normalizer: normalizer.clone(),
             links: ResultLinks {
                 public_url: address.clone(),

@@ -196,6 +196,41 @@ async fn a_common_name_pages_through_every_record_in_kind_and_key_order(pool: Pg
     assert_eq!(seen, expected);
 }
 
+/// The backends of the app's search connections.
+async fn search_backends(pool: &PgPool) -> Vec<i32> {
+    sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity
+          WHERE datname = current_database() AND application_name = $1 ORDER BY pid",
+    )
+    .bind(gdprd::db::SEARCH_APPLICATION_NAME)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+#[sqlx::test]
+async fn a_search_connection_closed_by_postgresql_is_replaced_without_an_error(pool: PgPool) {
+    let (app, token) = app_with_people(pool.clone()).await;
+    let found = app.found(&token, "EMAIL", "ana.garcia@example.com").await;
+    assert_eq!(ids(&found), ["anagarciacookie0000000000a", "ec-ana-1"]);
+    let before = search_backends(&pool).await;
+    assert_eq!(before.len(), 1, "one search, one connection");
+    let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1, 5000)")
+        .bind(before[0])
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(ended);
+
+    // At once, before the idle check would look at the connection: the search runs again on a
+    // new one, and the caller sees nothing of it.
+    let found = app.found(&token, "EMAIL", "ana.garcia@example.com").await;
+    assert_eq!(ids(&found), ["anagarciacookie0000000000a", "ec-ana-1"]);
+    let after = search_backends(&pool).await;
+    assert_eq!(after.len(), 1, "the closed connection is gone: {after:?}");
+    assert_ne!(after, before);
+}
+
 #[sqlx::test]
 async fn no_match_is_an_empty_listing(pool: PgPool) {
     let (app, token) = app_with_people(pool).await;
