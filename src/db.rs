@@ -36,9 +36,10 @@ pub async fn connect(args: &GlobalArgs) -> anyhow::Result<PgPool> {
 
 /// How long a connection may sit idle in the pool before it is checked (one round trip) on
 /// its way out. sqlx checks every connection on every acquire by default: under load that is a
-/// round trip to PostgreSQL before each statement of a search, for connections that were in use
-/// a moment ago. A connection idle for longer is checked as before, so one that PostgreSQL
-/// closed while it sat in the pool (a restart, an idle timeout) is replaced, not handed out.
+/// round trip to PostgreSQL before each statement, for connections that were in use a moment ago
+/// and that sqlx's pool checked as they came back. A connection idle for longer is checked as
+/// before, so one that PostgreSQL closed while it sat in the pool (a restart, an idle timeout) is
+/// replaced, not handed out.
 pub const CHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 /// Pool options for every pool of gdprd's.
@@ -73,8 +74,8 @@ pub fn pool_options() -> PgPoolOptions {
 /// The connections of the subject search (`GET /api/v2/gdpr/subjects`), the hottest path, kept
 /// apart from the main pool. sqlx's pool checks every connection it takes back with a round trip
 /// to PostgreSQL, so a search over it costs two round trips where its statement needs one; these
-/// connections go back without one. They are checked on the way out, as the main pool's are, once
-/// idle for [`CHECK_AFTER_IDLE`], and replaced after [`SEARCH_CONNECTION_LIFETIME`]. A search
+/// connections go back without one. They are checked on the way out once [`CHECK_AFTER_IDLE`] has
+/// passed since they were last taken, and replaced after [`SEARCH_CONNECTION_LIFETIME`]. A search
 /// whose connection fails drops it ([`deadpool::managed::Object::take`]), and a search cut off
 /// mid-statement leaves nothing behind: sqlx reads a connection's pending replies before its
 /// next statement.
