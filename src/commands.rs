@@ -85,7 +85,7 @@ async fn serve(
     let public_url = args.public_url();
     let search = db::search_pool(
         &pool,
-        global.db_search_connections as usize,
+        args.db_search_connections as usize,
         std::time::Duration::from_secs(global.db_acquire_timeout_secs),
     )?;
     let state = AppState {

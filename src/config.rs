@@ -35,15 +35,6 @@ pub struct GlobalArgs {
     )]
     pub db_max_connections: u32,
 
-    /// Connections `gdprd serve` keeps for the subject search, besides the pool.
-    #[arg(
-        long,
-        env = "GDPRD_DB_SEARCH_CONNECTIONS",
-        default_value_t = 8,
-        global = true
-    )]
-    pub db_search_connections: u32,
-
     /// How long a request waits for a database connection before failing, in seconds.
     #[arg(
         long,
@@ -118,6 +109,10 @@ pub struct ServeArgs {
     /// Serve the API only; run workers separately (`gdprd worker`).
     #[arg(long, env = "GDPRD_NO_WORKER")]
     pub no_worker: bool,
+
+    /// Connections kept for the subject search, besides the pool.
+    #[arg(long, env = "GDPRD_DB_SEARCH_CONNECTIONS", default_value_t = 8)]
+    pub db_search_connections: u32,
 
     #[command(flatten)]
     pub http: HttpSettings,
