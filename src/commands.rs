@@ -15,7 +15,7 @@ use crate::config::{
 use crate::index::Normalizer;
 use crate::requests::store::ResultLinks;
 use crate::secrets::ServerKey;
-use crate::state::AppState;
+use crate::state::{AppState, Shared};
 use crate::worker::Worker;
 use crate::{auth, db, http, index, org, seed};
 
@@ -88,7 +88,7 @@ async fn serve(
         args.db_search_connections as usize,
         std::time::Duration::from_secs(global.db_acquire_timeout_secs),
     )?;
-    let state = AppState {
+    let state = AppState::new(Shared {
         pool: pool.clone(),
         search,
         normalizer: normalizer.clone(),
@@ -103,7 +103,7 @@ async fn serve(
         outbound: crate::outbound::Outbound::new(args.worker.outbound.clone()),
         tokens: crate::auth::cache::TokenCache::default(),
         settings: Arc::new(args.http),
-    };
+    });
     let stop = CancellationToken::new();
     let worker = (!args.no_worker).then(|| {
         let mut settings = args.worker.clone();

@@ -13,8 +13,27 @@ use crate::outbound::Outbound;
 use crate::ratelimit::RateLimits;
 use crate::requests::store::ResultLinks;
 
+/// What every handler shares, behind one `Arc`: a handler, an extractor or a middleware takes
+/// its own handle on each request, and a handle is one reference count, whatever the state
+/// holds (its URLs, key and settings are never copied per request).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl AppState {
+    pub fn new(shared: Shared) -> AppState {
+        AppState(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub pool: PgPool,
     /// Connections of the subject search alone.
     pub search: SearchPool,

@@ -6,7 +6,7 @@ use gdprd::index::Normalizer;
 use gdprd::outbound::{GuardSettings, Outbound};
 use gdprd::requests::store::ResultLinks;
 use gdprd::secrets::ServerKey;
-use gdprd::state::AppState;
+use gdprd::state::{AppState, Shared};
 use gdprd::worker::Worker;
 use reqwest::{Client, Response, StatusCode};
 use serde_json::{Value, json};
@@ -96,7 +96,7 @@ impl TestApp {
         let key = ServerKey::load_or_create(&pool).await.unwrap();
         let normalizer = Normalizer::new("US").unwrap();
         let worker_settings = worker.clone().unwrap_or_default();
-        let state = AppState {
+        let state = AppState::new(Shared {
             pool: pool.clone(),
             search: gdprd::db::search_pool(&pool, 4, std::time::Duration::from_secs(5)).unwrap(),
             normalizer: normalizer.clone(),
@@ -116,7 +116,7 @@ impl TestApp {
             ),
             tokens: gdprd::auth::cache::TokenCache::default(),
             settings: Arc::new(settings),
-        };
+        });
         tokio::spawn(gdprd::http::serve(listener, state, std::future::pending()));
         gdprd::outbound::install_crypto_provider();
         let stop = tokio_util::sync::CancellationToken::new();
