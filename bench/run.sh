@@ -67,6 +67,9 @@ warmup=${BENCH_WARMUP:-300}
 singles=${BENCH_SINGLES:-20}
 pipeline_timeout=${BENCH_PIPELINE_TIMEOUT:-120}
 draw=${BENCH_DRAW:-}
+if [[ -n ${BENCH_WORKER_CONCURRENCY:-} ]]; then
+  export GDPRD_WORKER_CONCURRENCY=$BENCH_WORKER_CONCURRENCY
+fi
 out=$repo/.build/bench
 mkdir -p "$out"
 rm -f "$out"/result-*.json
@@ -103,6 +106,8 @@ unset DATABASE_URL
 source scripts/pg-env.sh
 # shellcheck source=floors.sh
 source bench/floors.sh
+# shellcheck source=api.sh
+source bench/api.sh
 pg_env_database postgres
 admin_url=$DATABASE_URL
 base_url=${admin_url%/*}
@@ -232,16 +237,8 @@ PY
   types=$(cut -f1 "$out/raw-$n.tsv" | sort | uniq -c | awk '{printf "%s%s %s", sep, $2, $1; sep=", "}')
   log "search keys: $(wc -l <"$out/paths-$n.txt") raw spellings ($types), $nkeys normalized"
 
-  # The largest subject, for step 3c: the agent in the most conversations (the demo data's
-  # agents each take part in a share of all conversations; nobody else comes near), by the
-  # email address its directory entry and its search record hold.
-  largest_email=$(q -c "
-    SELECT u.email
-      FROM demo.conversation_participants p JOIN demo.directory_users u ON u.id = p.user_id
-     WHERE p.purpose = 'agent'
-       AND (SELECT count(DISTINCT i.subject_id) FROM subject_identifiers i
-             WHERE i.id_type = 'EMAIL' AND i.value = lower(u.email)) = 1
-     GROUP BY u.id, u.email ORDER BY count(*) DESC, u.id LIMIT 1")
+  # The largest subject, for step 3c (bench/api.sh).
+  largest_email=$(largest_subject_email "$bench_url")
 
   # People for the pipeline and, in the copy, its baseline: distinct email addresses of
   # distinct people, none shared, the largest subject not among them.
@@ -259,22 +256,8 @@ SQL
 
   # 2. Search through the API.
   port=$(free_port)
-  GDPRD_LISTEN=127.0.0.1:$port GDPRD_LOG=warn \
-    GDPRD_RATE_READ_PER_MIN=100000000 GDPRD_RATE_CREATE_PER_MIN=100000000 \
-    GDPRD_RATE_TOKEN_PER_MIN=100000000 GDPRD_RATE_INDEX_PER_MIN=100000000 \
-    ${BENCH_WORKER_CONCURRENCY:+GDPRD_WORKER_CONCURRENCY=$BENCH_WORKER_CONCURRENCY} \
-    "$gdprd" serve >"$out/serve-$n.log" 2>&1 &
-  server_pid=$!
-  for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
-    sleep 0.1
-  done
-  client=$(GDPRD_LOG=warn "$gdprd" clients create --name "bench-$(date +%s)" \
-    --permissions gdpr:subject:view,gdpr:request:add,gdpr:request:view)
-  cid=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["clientId"])' <<<"$client")
-  csecret=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["clientSecret"])' <<<"$client")
-  token=$(curl -sf -u "$cid:$csecret" -d grant_type=client_credentials \
-    "http://127.0.0.1:$port/oauth/token" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  start_server "$gdprd" "$port" "$out/serve-$n.log"
+  token=$(api_token "$gdprd" "$port" gdpr:subject:view,gdpr:request:add,gdpr:request:view)
   rss_idle=$(awk '/VmRSS/ {print $2}' "/proc/$server_pid/status")
 
   loadavg=$(cut -d' ' -f1 /proc/loadavg)
@@ -366,50 +349,18 @@ SQL
   # COMPLETED, rows and archive, and the server's peak resident memory while it runs (the
   # peak is reset before each: `5` in /proc/PID/clear_refs) and what stays resident after.
   log "largest subject: two exports in a row of the agent in the most conversations"
-  kb() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$server_pid/status"; }
   largest_json=()
   for round in 1 2; do
     if [[ -z $largest_email ]]; then
       log "largest subject: no agent with an email address of their own; skipped"
       break
     fi
-    rss_before=$(kb VmRSS)
-    if ! echo 5 2>/dev/null >"/proc/$server_pid/clear_refs"; then
-      log "largest subject: cannot reset the server's peak memory; skipped"
+    if ! measured=$(measure_export "$bench_url" "$server_pid" "http://127.0.0.1:$port" "$token" \
+      "$largest_email" "$pipeline_timeout"); then
+      log "largest subject: skipped"
       break
     fi
-    t0=$(date +%s.%N)
-    if ! rid=$(python3 - "http://127.0.0.1:$port" "$token" "$largest_email" "$pipeline_timeout" <<'PY'
-import json, sys, time, urllib.request
-base, token, email, timeout = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
-def call(path, body=None):
-    req = urllib.request.Request(base + path, data=body and json.dumps(body).encode(),
-        headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
-    return json.load(urllib.request.urlopen(req))
-r = call("/api/v2/gdpr/requests", {"requestType": "GDPR_EXPORT", "subject": {"emailAddresses": [email]}})
-deadline = time.monotonic() + timeout
-while r["status"] not in ("COMPLETED", "ERROR"):
-    if time.monotonic() > deadline:
-        sys.exit(f"the largest subject's export was not done within {timeout:.0f} s")
-    time.sleep(0.05)
-    r = call("/api/v2/gdpr/requests/" + r["id"])
-if r["status"] != "COMPLETED":
-    sys.exit("the largest subject's export ended in " + r["status"])
-print(r["id"])
-PY
-    ); then
-      log "largest subject: the export failed; skipped"
-      break
-    fi
-    t1=$(date +%s.%N)
-    # Rows found and archive size, of the request or, had it become a merge set, its members.
-    IFS='|' read -r rows archive_bytes < <(q -c "
-      WITH r AS (SELECT id FROM gdpr_requests WHERE id = '$rid' OR parent_id = '$rid')
-      SELECT (SELECT coalesce(sum(matched), 0) FROM gdpr_jobs WHERE request_id IN (SELECT id FROM r)),
-             (SELECT coalesce(sum(length(content)), 0) FROM export_archives
-               WHERE request_id IN (SELECT id FROM r))")
-    sleep 1
-    largest_json+=("{\"seconds\": $(printf '%.3f' "$(echo "$t1 - $t0" | bc -l)"), \"rows\": $rows, \"archive_bytes\": $archive_bytes, \"rss_before_kb\": $rss_before, \"rss_peak_kb\": $(kb VmHWM), \"rss_after_kb\": $(kb VmRSS)}")
+    largest_json+=("$measured")
     log "largest subject, export $round: ${largest_json[-1]}"
   done
   cleanup

@@ -1,0 +1,97 @@
+# shellcheck shell=bash
+#
+# bench/api.sh: gdprd's server and API as the benchmarks use them, sourced by bench/run.sh and
+# bench/export.sh.
+
+# Starts `$1 serve` (the gdprd binary) on 127.0.0.1 port $2, with the rate limits lifted, its
+# output to file $3, and waits until it is ready; sets server_pid. Further environment of the
+# server: what the caller exports.
+start_server() {
+  GDPRD_LISTEN=127.0.0.1:$2 GDPRD_LOG=warn \
+    GDPRD_RATE_READ_PER_MIN=100000000 GDPRD_RATE_CREATE_PER_MIN=100000000 \
+    GDPRD_RATE_TOKEN_PER_MIN=100000000 GDPRD_RATE_INDEX_PER_MIN=100000000 \
+    "$1" serve >"$3" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$2/readyz" >/dev/null && return 0
+    sleep 0.1
+  done
+  echo "the server did not start; see $3" >&2
+  return 1
+}
+
+# Creates an API client with permissions $3 (comma-separated) with the gdprd binary $1 and
+# prints a bearer token of it from the server on port $2.
+api_token() {
+  local client cid secret
+  client=$(GDPRD_LOG=warn "$1" clients create --name "bench-$(date +%s%N)" --permissions "$3")
+  cid=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["clientId"])' <<<"$client")
+  secret=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["clientSecret"])' <<<"$client")
+  curl -sf -u "$cid:$secret" -d grant_type=client_credentials "http://127.0.0.1:$2/oauth/token" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
+}
+
+# The largest subject: the agent in the most conversations (the demo data's agents each take
+# part in a share of all conversations; nobody else comes near), by the email address its
+# directory entry and its search record hold. Prints it (nothing when no agent has an address of
+# their own). $1: the database URL.
+largest_subject_email() {
+  psql -XAtq -v ON_ERROR_STOP=1 -d "$1" -c "
+    SELECT u.email
+      FROM demo.conversation_participants p JOIN demo.directory_users u ON u.id = p.user_id
+     WHERE p.purpose = 'agent'
+       AND (SELECT count(DISTINCT i.subject_id) FROM subject_identifiers i
+             WHERE i.id_type = 'EMAIL' AND i.value = lower(u.email)) = 1
+     GROUP BY u.id, u.email ORDER BY count(*) DESC, u.id LIMIT 1"
+}
+
+# Submits a GDPR_EXPORT of the subject with email address $3 to the server at $1 with bearer
+# token $2, polls it every 50 ms until it is done, and prints its id; fails when it ended in
+# ERROR or was not done within $4 seconds.
+export_subject() {
+  python3 - "$@" <<'PY'
+import json, sys, time, urllib.request
+base, token, email, timeout = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+def call(path, body=None):
+    req = urllib.request.Request(base + path, data=body and json.dumps(body).encode(),
+        headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+    return json.load(urllib.request.urlopen(req))
+r = call("/api/v2/gdpr/requests", {"requestType": "GDPR_EXPORT", "subject": {"emailAddresses": [email]}})
+deadline = time.monotonic() + timeout
+while r["status"] not in ("COMPLETED", "ERROR"):
+    if time.monotonic() > deadline:
+        sys.exit(f"the export was not done within {timeout:.0f} s")
+    time.sleep(0.05)
+    r = call("/api/v2/gdpr/requests/" + r["id"])
+if r["status"] != "COMPLETED":
+    sys.exit("the export ended in " + r["status"])
+print(r["id"])
+PY
+}
+
+# One export of the subject with email address $5 by the server at $3 (process $2, bearer token
+# $4), alone, measured: prints its seconds to COMPLETED, the rows found and the archive's bytes
+# (of the request or, had it become a merge set, its members; read from database $1), and the
+# server's resident memory before, at its peak while it ran (the peak is reset first: `5` in
+# /proc/PID/clear_refs) and a second after, as one JSON object. Fails, saying why, when the
+# peak cannot be reset or the export fails (timeout: $6 seconds).
+measure_export() {
+  local db=$1 pid=$2 base=$3 token=$4 email=$5 timeout=$6 before t0 t1 rid rows bytes
+  kb() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$pid/status"; }
+  before=$(kb VmRSS)
+  if ! echo 5 2>/dev/null >"/proc/$pid/clear_refs"; then
+    echo "cannot reset the server's peak memory" >&2
+    return 1
+  fi
+  t0=$(date +%s.%N)
+  rid=$(export_subject "$base" "$token" "$email" "$timeout") || return 1
+  t1=$(date +%s.%N)
+  IFS='|' read -r rows bytes < <(psql -XAtq -v ON_ERROR_STOP=1 -d "$db" -c "
+    WITH r AS (SELECT id FROM gdpr_requests WHERE id = '$rid' OR parent_id = '$rid')
+    SELECT (SELECT coalesce(sum(matched), 0) FROM gdpr_jobs WHERE request_id IN (SELECT id FROM r)),
+           (SELECT coalesce(sum(length(content)), 0) FROM export_archives
+             WHERE request_id IN (SELECT id FROM r))")
+  sleep 1
+  printf '{"seconds": %.3f, "rows": %s, "archive_bytes": %s, "rss_before_kb": %s, "rss_peak_kb": %s, "rss_after_kb": %s}\n' \
+    "$(echo "$t1 - $t0" | bc -l)" "$rows" "$bytes" "$before" "$(kb VmHWM)" "$(kb VmRSS)"
+}
