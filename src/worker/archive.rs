@@ -48,7 +48,11 @@ fn for_each_row(
     raw: &RawValue,
     mut each: impl FnMut(Value) -> anyhow::Result<()>,
 ) -> anyhow::Result<usize> {
-    struct Rows<'f, F>(&'f mut F);
+    struct Rows<'f, F> {
+        each: &'f mut F,
+        /// What stopped `each`, kept whole (serde would keep its message only).
+        failed: &'f mut Option<anyhow::Error>,
+    }
 
     impl<'de, F: FnMut(Value) -> anyhow::Result<()>> Visitor<'de> for Rows<'_, F> {
         type Value = usize;
@@ -64,7 +68,10 @@ fn for_each_row(
         fn visit_seq<A: SeqAccess<'de>>(self, mut rows: A) -> Result<usize, A::Error> {
             let mut n = 0;
             while let Some(row) = rows.next_element::<Value>()? {
-                (self.0)(row).map_err(<A::Error as serde::de::Error>::custom)?;
+                if let Err(e) = (self.each)(row) {
+                    *self.failed = Some(e);
+                    return Err(serde::de::Error::custom("stopped"));
+                }
                 n += 1;
             }
             Ok(n)
@@ -79,10 +86,30 @@ fn for_each_row(
         }
     }
 
+    let mut failed = None;
     let mut text = serde_json::Deserializer::from_str(raw.get());
-    let n = Rows(&mut each).deserialize(&mut text)?;
-    text.end()?;
-    Ok(n)
+    let rows = Rows {
+        each: &mut each,
+        failed: &mut failed,
+    };
+    let parsed = rows
+        .deserialize(&mut text)
+        .and_then(|n| text.end().map(|()| n));
+    match (parsed, failed) {
+        (_, Some(e)) => Err(e),
+        (Ok(n), None) => Ok(n),
+        (Err(e), None) => Err(not_rows(&e)),
+    }
+}
+
+/// The error of an export that is not what it should be, saying where and never what: serde's
+/// own message may quote a value, and an export's values are the subject's data.
+fn not_rows(e: &serde_json::Error) -> anyhow::Error {
+    anyhow::anyhow!(
+        "not a list of rows (line {}, column {})",
+        e.line(),
+        e.column()
+    )
 }
 
 #[derive(Serialize)]
@@ -126,10 +153,14 @@ pub fn build(
         services: Vec::new(),
     };
     for export in services {
-        let tables = Tables(
-            serde_json::from_str(export.data.get())
-                .with_context(|| format!("the export of {} is not an object", export.service))?,
-        );
+        let tables = Tables(serde_json::from_str(export.data.get()).map_err(|e| {
+            anyhow::anyhow!(
+                "the export of {} is not an object of tables (line {}, column {})",
+                export.service,
+                e.line(),
+                e.column()
+            )
+        })?);
         let json_name = format!("{}.json", export.service);
         zip.start_file(&json_name, options)?;
         serde_json::to_writer_pretty(&mut zip, &tables)?;
@@ -264,8 +295,8 @@ mod tests {
     }
 
     #[test]
-    fn a_table_that_is_not_a_list_of_rows_is_an_error_naming_the_table() {
-        let data = raw(r#"{"demo.t": {"id": 1}}"#);
+    fn a_table_that_is_not_a_list_of_rows_is_an_error_naming_the_table_never_its_data() {
+        let data = raw(r#"{"demo.t": "ana@example.com"}"#);
         let export = ServiceExport {
             service: "crm",
             purpose: "p",
@@ -282,7 +313,33 @@ mod tests {
         .unwrap_err();
         let shown = format!("{err:#}");
         assert!(shown.contains("crm, table demo.t"), "{shown}");
-        assert!(shown.contains("a list of rows"), "{shown}");
+        assert!(shown.contains("not a list of rows"), "{shown}");
+        assert!(!shown.contains("ana@example.com"), "{shown}");
+    }
+
+    #[test]
+    fn an_export_that_is_not_an_object_of_tables_is_an_error_never_showing_its_data() {
+        let data = raw(r#"["ana@example.com"]"#);
+        let export = ServiceExport {
+            service: "crm",
+            purpose: "p",
+            categories: &[],
+            retention: "r",
+            data: &data,
+        };
+        let err = build(
+            uuid::Uuid::nil(),
+            "GDPR_EXPORT",
+            "2026-01-01T00:00:00.000Z",
+            &[export],
+        )
+        .unwrap_err();
+        let shown = format!("{err:#}");
+        assert!(
+            shown.contains("the export of crm is not an object of tables"),
+            "{shown}"
+        );
+        assert!(!shown.contains("ana@example.com"), "{shown}");
     }
 
     /// The archive as a user unpacks it: every file, its JSON the rows in order, one CSV line
