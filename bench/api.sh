@@ -20,6 +20,15 @@ start_server() {
   return 1
 }
 
+# Stops the server start_server started, if it runs.
+stop_server() {
+  if [[ -n ${server_pid:-} ]] && kill -0 "$server_pid" 2>/dev/null; then
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  server_pid=
+}
+
 # Creates an API client with permissions $3 (comma-separated) with the gdprd binary $1 and
 # prints a bearer token of it from the server on port $2.
 api_token() {

@@ -43,21 +43,13 @@ unset DATABASE_URL
 source scripts/pg-env.sh
 # shellcheck source=api.sh
 source bench/api.sh
+trap stop_server EXIT INT TERM
 pg_env_database postgres
 admin_url=$DATABASE_URL
 export DATABASE_URL=${admin_url%/*}/gdprd_bench_export
 out=$repo/.build/bench-export
 mkdir -p "$out"
 
-server_pid=
-cleanup() {
-  if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  server_pid=
-}
-trap cleanup EXIT INT TERM
 
 # The database's comment says how many people it was seeded with.
 seeded=$(psql -XAtq -d "$admin_url" -c "SELECT shobj_description(oid, 'pg_database')
@@ -88,7 +80,7 @@ for s in $(seq "$series"); do
       log "series $s, build $b ($build), export $e: $measured"
       printf '%s\t%s\n' "$b" "$(python3 -c 'import json,sys; print(json.load(sys.stdin)["rss_peak_kb"])' <<<"$measured")" >>"$peaks"
     done
-    cleanup
+    stop_server
   done
 done
 

@@ -83,15 +83,6 @@ for tool in wrk pgbench psql python3 curl; do
   }
 done
 
-server_pid=
-cleanup() {
-  if [[ -n $server_pid ]] && kill -0 "$server_pid" 2>/dev/null; then
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  server_pid=
-}
-trap cleanup EXIT INT TERM
 
 if [[ ${BENCH_SKIP_BUILD:-} != 1 ]]; then
   log "building the release binary"
@@ -108,6 +99,7 @@ source scripts/pg-env.sh
 source bench/floors.sh
 # shellcheck source=api.sh
 source bench/api.sh
+trap stop_server EXIT INT TERM
 pg_env_database postgres
 admin_url=$DATABASE_URL
 base_url=${admin_url%/*}
@@ -363,7 +355,7 @@ SQL
     largest_json+=("$measured")
     log "largest subject, export $round: ${largest_json[-1]}"
   done
-  cleanup
+  stop_server
 
   # 3b. The baseline: the same requests for the same people, in the copy of the database
   # taken after seeding, their services' SQL run directly (bench/direct_sql.rs: no API, queue,

@@ -265,6 +265,24 @@ mod tests {
         String::from_utf8(csv).unwrap()
     }
 
+    /// The archive of one service, "crm", exporting `data`.
+    fn crm_archive(data: &str) -> anyhow::Result<Vec<u8>> {
+        let data = raw(data);
+        let export = ServiceExport {
+            service: "crm",
+            purpose: "p",
+            categories: &[],
+            retention: "r",
+            data: &data,
+        };
+        build(
+            uuid::Uuid::nil(),
+            "GDPR_EXPORT",
+            "2026-01-01T00:00:00.000Z",
+            &[export],
+        )
+    }
+
     #[test]
     fn csv_takes_every_column_and_quotes_what_needs_it() {
         let csv =
@@ -296,21 +314,7 @@ mod tests {
 
     #[test]
     fn a_table_that_is_not_a_list_of_rows_is_an_error_naming_the_table_never_its_data() {
-        let data = raw(r#"{"demo.t": "ana@example.com"}"#);
-        let export = ServiceExport {
-            service: "crm",
-            purpose: "p",
-            categories: &[],
-            retention: "r",
-            data: &data,
-        };
-        let err = build(
-            uuid::Uuid::nil(),
-            "GDPR_EXPORT",
-            "2026-01-01T00:00:00.000Z",
-            &[export],
-        )
-        .unwrap_err();
+        let err = crm_archive(r#"{"demo.t": "ana@example.com"}"#).unwrap_err();
         let shown = format!("{err:#}");
         assert!(shown.contains("crm, table demo.t"), "{shown}");
         assert!(shown.contains("not a list of rows"), "{shown}");
@@ -319,21 +323,7 @@ mod tests {
 
     #[test]
     fn an_export_that_is_not_an_object_of_tables_is_an_error_never_showing_its_data() {
-        let data = raw(r#"["ana@example.com"]"#);
-        let export = ServiceExport {
-            service: "crm",
-            purpose: "p",
-            categories: &[],
-            retention: "r",
-            data: &data,
-        };
-        let err = build(
-            uuid::Uuid::nil(),
-            "GDPR_EXPORT",
-            "2026-01-01T00:00:00.000Z",
-            &[export],
-        )
-        .unwrap_err();
+        let err = crm_archive(r#"["ana@example.com"]"#).unwrap_err();
         let shown = format!("{err:#}");
         assert!(
             shown.contains("the export of crm is not an object of tables"),
@@ -349,23 +339,10 @@ mod tests {
         let rows: Vec<String> = (0..2_000)
             .map(|i| format!(r#"{{"id": {i}, "note": "line {i}, with a comma"}}"#))
             .collect();
-        let data = raw(&format!(
+        let bytes = crm_archive(&format!(
             r#"{{"demo.t": [{}], "demo.empty": []}}"#,
             rows.join(", ")
-        ));
-        let export = ServiceExport {
-            service: "crm",
-            purpose: "p",
-            categories: &[],
-            retention: "r",
-            data: &data,
-        };
-        let bytes = build(
-            uuid::Uuid::nil(),
-            "GDPR_EXPORT",
-            "2026-01-01T00:00:00.000Z",
-            &[export],
-        )
+        ))
         .unwrap();
         let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
         let mut names: Vec<String> = zip.file_names().map(|n| n.unwrap().into_owned()).collect();
