@@ -14,6 +14,7 @@ start_server() {
   server_pid=$!
   for _ in $(seq 100); do
     curl -sf "http://127.0.0.1:$2/readyz" >/dev/null && return 0
+    kill -0 "$server_pid" 2>/dev/null || break
     sleep 0.1
   done
   echo "the server did not start; see $3" >&2
@@ -85,22 +86,32 @@ PY
 # /proc/PID/clear_refs) and a second after, as one JSON object. Fails, saying why, when the
 # peak cannot be reset or the export fails (timeout: $6 seconds).
 measure_export() {
-  local db=$1 pid=$2 base=$3 token=$4 email=$5 timeout=$6 before t0 t1 rid rows bytes
-  kb() { awk -v k="$1:" '$1 == k {print $2}' "/proc/$pid/status"; }
-  before=$(kb VmRSS)
+  local db=$1 pid=$2 base=$3 token=$4 email=$5 timeout=$6 before t0 t1 rid found rows bytes
+  before=$(proc_kb "$pid" VmRSS)
   if ! echo 5 2>/dev/null >"/proc/$pid/clear_refs"; then
     echo "cannot reset the server's peak memory" >&2
     return 1
   fi
-  t0=$(date +%s.%N)
+  t0=$(date +%s%N)
   rid=$(export_subject "$base" "$token" "$email" "$timeout") || return 1
-  t1=$(date +%s.%N)
-  IFS='|' read -r rows bytes < <(psql -XAtq -v ON_ERROR_STOP=1 -d "$db" -c "
+  t1=$(date +%s%N)
+  found=$(psql -XAtq -v ON_ERROR_STOP=1 -d "$db" -c "
     WITH r AS (SELECT id FROM gdpr_requests WHERE id = '$rid' OR parent_id = '$rid')
     SELECT (SELECT coalesce(sum(matched), 0) FROM gdpr_jobs WHERE request_id IN (SELECT id FROM r)),
            (SELECT coalesce(sum(length(content)), 0) FROM export_archives
-             WHERE request_id IN (SELECT id FROM r))")
+             WHERE request_id IN (SELECT id FROM r))") || return 1
+  IFS='|' read -r rows bytes <<<"$found"
+  if [[ ! $rows =~ ^[0-9]+$ || ! $bytes =~ ^[0-9]+$ ]]; then
+    echo "cannot read the export's rows and archive from the database" >&2
+    return 1
+  fi
   sleep 1
-  printf '{"seconds": %.3f, "rows": %s, "archive_bytes": %s, "rss_before_kb": %s, "rss_peak_kb": %s, "rss_after_kb": %s}\n' \
-    "$(echo "$t1 - $t0" | bc -l)" "$rows" "$bytes" "$before" "$(kb VmHWM)" "$(kb VmRSS)"
+  printf '{"seconds": %s, "rows": %s, "archive_bytes": %s, "rss_before_kb": %s, "rss_peak_kb": %s, "rss_after_kb": %s}\n' \
+    "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')" "$rows" "$bytes" \
+    "$before" "$(proc_kb "$pid" VmHWM)" "$(proc_kb "$pid" VmRSS)"
+}
+
+# A line of /proc/$1/status, in kB: $2 is its name (VmRSS, VmHWM).
+proc_kb() {
+  awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"
 }

@@ -21,6 +21,11 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+# The other builds, as given from where the script was started.
+others=()
+for build in "$@"; do
+  others+=("$(realpath -m -- "$build")")
+done
 cd "$repo"
 
 subjects=${BENCH_SUBJECTS:-1000000}
@@ -33,7 +38,7 @@ if [[ ${BENCH_SKIP_BUILD:-} != 1 ]]; then
   log "building the release binary"
   cargo build --release --locked -q --bin gdprd
 fi
-builds=("$repo/target/release/gdprd" "$@")
+builds=("$repo/target/release/gdprd" "${others[@]}")
 for build in "${builds[@]}"; do
   [[ -x $build ]] || { log "$build is not an executable"; exit 1; }
 done
@@ -43,7 +48,8 @@ unset DATABASE_URL
 source scripts/pg-env.sh
 # shellcheck source=api.sh
 source bench/api.sh
-trap stop_server EXIT INT TERM
+trap stop_server EXIT
+trap 'stop_server; exit 130' INT TERM
 pg_env_database postgres
 admin_url=$DATABASE_URL
 export DATABASE_URL=${admin_url%/*}/gdprd_bench_export
@@ -73,10 +79,14 @@ for s in $(seq "$series"); do
   for b in "${!builds[@]}"; do
     build=${builds[$b]}
     port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-    start_server "$build" "$port" "$out/serve-$b.log"
+    start_server "$build" "$port" "$out/serve-$s-$b.log"
     token=$(api_token "$build" "$port" gdpr:request:add,gdpr:request:view)
     for e in $(seq "$exports"); do
-      measured=$(measure_export "$DATABASE_URL" "$server_pid" "http://127.0.0.1:$port" "$token" "$email" 300)
+      if ! measured=$(measure_export "$DATABASE_URL" "$server_pid" "http://127.0.0.1:$port" \
+        "$token" "$email" 300); then
+        log "series $s, build $b ($build), export $e failed; the server's log: $out/serve-$s-$b.log"
+        exit 1
+      fi
       log "series $s, build $b ($build), export $e: $measured"
       printf '%s\t%s\n' "$b" "$(python3 -c 'import json,sys; print(json.load(sys.stdin)["rss_peak_kb"])' <<<"$measured")" >>"$peaks"
     done
@@ -88,5 +98,6 @@ echo "build	peak RSS, highest (MiB)	median (MiB)	exports"
 for b in "${!builds[@]}"; do
   awk -F'\t' -v b="$b" '$1 == b { print $2 }' "$peaks" | sort -n |
     awk -v name="${builds[$b]}" '{ v[NR] = $1 } END {
-      printf "%s\t%.0f\t%.0f\t%d\n", name, v[NR] / 1024, v[int((NR + 1) / 2)] / 1024, NR }'
+      median = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+      printf "%s\t%.0f\t%.0f\t%d\n", name, v[NR] / 1024, median / 1024, NR }'
 done

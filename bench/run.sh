@@ -99,7 +99,8 @@ source scripts/pg-env.sh
 source bench/floors.sh
 # shellcheck source=api.sh
 source bench/api.sh
-trap stop_server EXIT INT TERM
+trap stop_server EXIT
+trap 'stop_server; exit 130' INT TERM
 pg_env_database postgres
 admin_url=$DATABASE_URL
 base_url=${admin_url%/*}

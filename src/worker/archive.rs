@@ -163,7 +163,8 @@ pub fn build(
         })?);
         let json_name = format!("{}.json", export.service);
         zip.start_file(&json_name, options)?;
-        serde_json::to_writer_pretty(&mut zip, &tables)?;
+        serde_json::to_writer_pretty(&mut zip, &tables)
+            .with_context(|| format!("the export of {} written as JSON", export.service))?;
         let mut files = vec![json_name];
         let mut records = 0;
         for (table, raw) in &tables.0 {
