@@ -272,6 +272,25 @@ pub enum JsonError {
     Field { path: String, message: String },
 }
 
+impl JsonError {
+    /// The error in words that never quote the document's values: serde's message of a value
+    /// of the wrong type, or out of range, quotes it, and it may be personal data. Names of
+    /// fields, missing or unknown, are kept.
+    pub fn without_values(&self) -> String {
+        match self {
+            JsonError::Syntax(message) => format!("not valid JSON: {message}"),
+            JsonError::Field { path, message }
+                if message.starts_with("missing field") || message.starts_with("unknown field") =>
+            {
+                format!("{path}: {message}")
+            }
+            JsonError::Field { path, .. } => {
+                format!("{path}: a value of the wrong type, or out of range")
+            }
+        }
+    }
+}
+
 /// Parses JSON into `T`, naming the field whose value is wrong.
 pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, JsonError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);

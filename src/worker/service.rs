@@ -701,8 +701,12 @@ pub struct JobResult {
 impl JobResult {
     /// Reads a result; `Err` says what is wrong with it, in words for the job's error.
     pub fn parse(body: &[u8]) -> Result<Outcome, String> {
-        let result: JobResult = serde_json::from_slice(body).map_err(|e| {
-            format!("the service's answer is not a job result ({e}); see the README's HTTP data services contract")
+        let result: JobResult = crate::wire::parse_json(body).map_err(|e| {
+            format!(
+                "the service's answer is not a job result ({}); see the README's HTTP data \
+                 services contract",
+                e.without_values()
+            )
         })?;
         result.into_outcome()
     }
@@ -756,5 +760,24 @@ impl JobResult {
             retained_reason: self.retained_reason.filter(|r| !r.trim().is_empty()),
             export,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_malformed_job_result_names_its_field_never_its_value() {
+        let err = JobResult::parse(br#"{"matched": "ana@example.com"}"#).unwrap_err();
+        assert!(err.contains("matched: a value of the wrong type"), "{err}");
+        assert!(!err.contains("ana@example.com"), "{err}");
+        let err =
+            JobResult::parse(br#"{"export": {"contacts": ["ana@example.com"]}}"#).unwrap_err();
+        assert!(!err.contains("ana@example.com"), "{err}");
+        let err = JobResult::parse(br#"{"matched": 1, "erased": 1}"#).unwrap_err();
+        assert!(err.contains("unknown field `erased`"), "{err}");
+        let err = JobResult::parse(b"{\"matched\": 1").unwrap_err();
+        assert!(err.contains("not valid JSON"), "{err}");
     }
 }
