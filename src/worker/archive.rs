@@ -98,18 +98,14 @@ fn for_each_row(
     match (parsed, failed) {
         (_, Some(e)) => Err(e),
         (Ok(n), None) => Ok(n),
-        (Err(e), None) => Err(not_rows(&e)),
+        (Err(e), None) => Err(not_what_it_should_be("not a list of rows", &e)),
     }
 }
 
 /// The error of an export that is not what it should be, saying where and never what: serde's
 /// own message may quote a value, and an export's values are the subject's data.
-fn not_rows(e: &serde_json::Error) -> anyhow::Error {
-    anyhow::anyhow!(
-        "not a list of rows (line {}, column {})",
-        e.line(),
-        e.column()
-    )
+fn not_what_it_should_be(what: &str, e: &serde_json::Error) -> anyhow::Error {
+    anyhow::anyhow!("{what} (line {}, column {})", e.line(), e.column())
 }
 
 #[derive(Serialize)]
@@ -154,12 +150,11 @@ pub fn build(
     };
     for export in services {
         let tables = Tables(serde_json::from_str(export.data.get()).map_err(|e| {
-            anyhow::anyhow!(
-                "the export of {} is not an object of tables (line {}, column {})",
-                export.service,
-                e.line(),
-                e.column()
-            )
+            let what = format!(
+                "the export of {} is not an object of tables",
+                export.service
+            );
+            not_what_it_should_be(&what, &e)
         })?);
         let json_name = format!("{}.json", export.service);
         zip.start_file(&json_name, options)?;
@@ -168,16 +163,15 @@ pub fn build(
         let mut files = vec![json_name];
         let mut records = 0;
         for (table, raw) in &tables.0 {
-            let columns = Columns::of(raw)
-                .with_context(|| format!("the export of {}, table {table}", export.service))?;
+            let which = || format!("the export of {}, table {table}", export.service);
+            let columns = Columns::of(raw).with_context(which)?;
             if columns.rows == 0 {
                 continue;
             }
             records += columns.rows;
             let csv_name = format!("{}/{}.csv", export.service, table);
             zip.start_file(&csv_name, options)?;
-            write_csv(&columns.names, raw, &mut zip)
-                .with_context(|| format!("the export of {}, table {table}", export.service))?;
+            write_csv(&columns.names, raw, &mut zip).with_context(which)?;
             files.push(csv_name);
         }
         manifest.services.push(ManifestService {
