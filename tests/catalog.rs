@@ -552,6 +552,75 @@ async fn an_export_lists_only_the_declared_columns(pool: PgPool) {
 }
 
 #[sqlx::test]
+async fn an_export_lists_every_table_in_catalog_order_its_rows_in_key_order(pool: PgPool) {
+    // Ana's dialer contacts are matched by phone number, and none has her email address: the
+    // first table has no rows of hers, and is still listed.
+    let catalog: Catalog = consent_catalog(
+        "delete",
+        "name = \"demo.dialer_contacts\"\nmatch = { email = \"EMAIL\" }\n\
+         export = [\"name\"]\n\
+         [[service.table]]\n\
+         name = \"demo.consent_records\"\nmatch = { email = \"EMAIL\", phone = \"PHONE\" }\n\
+         export = [\"id\", \"purpose\"]\n\
+         [[service.table]]\n\
+         name = \"demo.directory_users\"\nmatch = { email = \"EMAIL\" }\n\
+         export = [\"name\"]",
+    )
+    .parse()
+    .unwrap();
+    catalog.validate(&pool).await.unwrap();
+    let f = fixture(&pool).await;
+    let mut tx = pool.begin().await.unwrap();
+    let outcome = catalog::execute(
+        &mut tx,
+        &catalog.services[0],
+        f.org,
+        &ana(),
+        Action::Export,
+        KEY,
+    )
+    .await
+    .unwrap();
+    let mut consent: Vec<(Uuid, String)> = sqlx::query_as(
+        "SELECT id, purpose FROM demo.consent_records
+          WHERE org_id = $1 AND cookie_id IS NULL
+            AND email IS DISTINCT FROM 'ana.g@other.example'",
+    )
+    .bind(f.org)
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    consent.sort();
+    assert_eq!(consent.len(), 3, "the fixture's consent records of Ana");
+    let consent: Vec<serde_json::Value> = consent
+        .iter()
+        .map(|(id, purpose)| serde_json::json!({ "id": id, "purpose": purpose }))
+        .collect();
+    let expected = serde_json::json!({
+        "demo.dialer_contacts": [],
+        "demo.consent_records": consent,
+        "demo.directory_users": [{ "name": "Ana García" }],
+    });
+    // The text itself, whose order a JSON value would not keep.
+    let text = outcome.export.as_ref().expect("an export").get();
+    let (dialer, consent_at, directory) = (
+        text.find("\"demo.dialer_contacts\"").unwrap(),
+        text.find("\"demo.consent_records\"").unwrap(),
+        text.find("\"demo.directory_users\"").unwrap(),
+    );
+    assert!(dialer < consent_at && consent_at < directory, "{text}");
+    assert_eq!(exported(&outcome), expected);
+    let ids: Vec<&str> = expected["demo.consent_records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    let positions: Vec<usize> = ids.iter().map(|id| text.find(id).unwrap()).collect();
+    assert!(positions.is_sorted(), "rows in key order: {text}");
+}
+
+#[sqlx::test]
 async fn an_update_rewrites_the_identifier_in_every_service_holding_its_type(pool: PgPool) {
     let f = fixture(&pool).await;
     let replacements = [Replacement {

@@ -8,10 +8,10 @@
 
 use std::collections::HashMap;
 
+use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sqlx::postgres::PgRow;
-use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
 use uuid::Uuid;
 
@@ -69,6 +69,69 @@ impl std::fmt::Debug for Outcome {
             .field("retained_reason", &self.retained_reason)
             .field("export_bytes", &self.export.as_ref().map(|e| e.get().len()))
             .finish()
+    }
+}
+
+/// A service's export as JSON text, `{ "<table>": [<row>, …], … }`, written row by row as the
+/// rows come (see [`Run::export`]): in the catalog's order of the tables, each table's rows in
+/// the order they came, a table without rows as `[]`.
+struct ExportText {
+    text: String,
+    /// How many tables have been opened.
+    opened: usize,
+    /// Whether the table opened last has a row yet.
+    has_rows: bool,
+}
+
+impl ExportText {
+    fn new() -> ExportText {
+        ExportText {
+            text: String::from("{"),
+            opened: 0,
+            has_rows: false,
+        }
+    }
+
+    /// Appends a row of the export statement: the index of its table and its JSON text.
+    fn push(&mut self, tables: &[Table], row: &PgRow) -> sqlx::Result<()> {
+        let table: i32 = row.try_get(0)?;
+        let json: &str = row.try_get(1)?;
+        let i = usize::try_from(table)
+            .ok()
+            .filter(|&i| i < tables.len() && i + 1 >= self.opened)
+            .ok_or_else(|| {
+                sqlx::Error::Protocol("an exported row out of its table's order".into())
+            })?;
+        self.open_through(tables, i);
+        if self.has_rows {
+            self.text.push(',');
+        }
+        self.text.push_str(json);
+        self.has_rows = true;
+        Ok(())
+    }
+
+    /// Opens every table up to `i`, closing the one open before.
+    fn open_through(&mut self, tables: &[Table], i: usize) {
+        while self.opened <= i {
+            if self.opened > 0 {
+                self.text.push_str("],");
+            }
+            let name = serde_json::Value::from(tables[self.opened].name.to_string());
+            self.text.push_str(&name.to_string());
+            self.text.push_str(":[");
+            self.opened += 1;
+            self.has_rows = false;
+        }
+    }
+
+    /// The export's text, every table opened and closed. `tables` is not empty.
+    fn finish(mut self, tables: &[Table]) -> sqlx::Result<Box<RawValue>> {
+        self.open_through(tables, tables.len() - 1);
+        self.text.push_str("]}");
+        // Never serde's message: it may quote the text, which is the subject's data.
+        RawValue::from_string(self.text)
+            .map_err(|_| sqlx::Error::Protocol("the exported rows are not JSON".into()))
     }
 }
 
@@ -535,38 +598,35 @@ impl<'a> Run<'a> {
     }
 
     /// Exports the subject's rows of every table in one statement (one round trip, however
-    /// many tables the service has).
+    /// many tables the service has). The rows come one by one, each as its JSON text, and are
+    /// appended to the export's text as they come: the export is held once, never also as the
+    /// one value of a result row (which, decoded, would be a second copy of it).
     async fn export(&self, conn: &mut PgConnection) -> Result<Box<RawValue>, ExecuteError> {
-        let tables: Vec<usize> = (0..self.service.tables.len()).collect();
+        let tables = &self.service.tables;
         if tables.is_empty() {
             return Ok(Outcome::empty_export());
         }
-        // jsonb_build_object takes at most 100 arguments.
-        let objects = tables
-            .chunks(50)
-            .map(|chunk| {
-                let pairs = chunk
-                    .iter()
-                    .map(|&i| {
-                        let name = self.service.tables[i].name.to_string();
-                        format!("{}, ({})", literal(&name), self.export_sql(i))
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                format!("jsonb_build_object({pairs})")
-            })
+        let parts = (0..tables.len())
+            .map(|i| self.export_sql(i))
             .collect::<Vec<_>>()
-            .join(" || ");
-        Binds::new(self.org_id)
-            .query(format!("SELECT {objects}"))
-            .fetch_one(&mut *conn)
+            .join(" UNION ALL ");
+        let mut rows = Binds::new(self.org_id)
+            .query(format!("SELECT t, r FROM ({parts}) x ORDER BY t, n"))
+            .fetch(&mut *conn);
+        let mut text = ExportText::new();
+        while let Some(row) = rows
+            .try_next()
             .await
-            .and_then(|row: PgRow| row.try_get::<Json<Box<RawValue>>, _>(0))
-            .map(|export| export.0)
-            .map_err(self.fail(None, "exporting"))
+            .map_err(self.fail(None, "exporting"))?
+        {
+            text.push(tables, &row)
+                .map_err(self.fail(None, "exporting"))?;
+        }
+        text.finish(tables).map_err(self.fail(None, "exporting"))
     }
 
-    /// The query that exports the subject's rows of table `i` (its working table filled).
+    /// The query that exports the subject's rows of table `i` (its working table filled), each
+    /// as its JSON text: `t` is `i` and `n` orders the rows.
     fn export_sql(&self, i: usize) -> String {
         let table = &self.service.tables[i];
         let object = match &table.export {
@@ -593,7 +653,7 @@ impl<'a> Run<'a> {
             .collect::<Vec<_>>()
             .join(", ");
         format!(
-            "SELECT coalesce(jsonb_agg({object} ORDER BY {order}), '[]'::jsonb)
+            "SELECT {i} AS t, row_number() OVER (ORDER BY {order}) AS n, ({object})::text AS r
                FROM {table} t JOIN {m} m ON {join}
               WHERE {org}",
             table = table.name.sql(),
