@@ -81,7 +81,7 @@ pub async fn finish(
     // By service, in byte order either way (as requests list their jobs).
     // A bundle's jobs' rows were written without their exports: none to clear after the archive.
     let rows_hold_exports = known.is_none();
-    let jobs: Vec<JobResult> = match known {
+    let mut jobs: Vec<JobResult> = match known {
         Some(mut jobs) => {
             jobs.sort_by(|a, b| a.service.cmp(&b.service));
             jobs
@@ -98,14 +98,32 @@ pub async fn finish(
             .await?
         }
     };
-    let failed: Vec<&JobResult> = jobs.iter().filter(|j| j.status == "error").collect();
+    let failed: Vec<String> = jobs
+        .iter()
+        .filter(|j| j.status == "error")
+        .map(|j| {
+            format!(
+                "{} failed after {} attempts: {}",
+                j.service,
+                j.attempts,
+                j.last_error.as_deref().unwrap_or("no reason recorded")
+            )
+        })
+        .collect();
 
     let mut summary = None;
     if failed.is_empty() {
         match request_type {
             RequestType::GdprGet => summary = Some(access_summary(worker, &jobs)),
             RequestType::GdprExport => {
-                store_archive(worker, &mut *tx, job.request_id, &jobs, rows_hold_exports).await?
+                store_archive(
+                    worker,
+                    &mut *tx,
+                    job.request_id,
+                    &mut jobs,
+                    rows_hold_exports,
+                )
+                .await?
             }
             RequestType::GdprUpdate => update_index(worker, &mut *tx, work).await?,
             RequestType::GdprDelete => {
@@ -119,18 +137,7 @@ pub async fn finish(
     let (status, error) = if failed.is_empty() {
         (Status::Completed, None)
     } else {
-        let reasons: Vec<String> = failed
-            .iter()
-            .map(|j| {
-                format!(
-                    "{} failed after {} attempts: {}",
-                    j.service,
-                    j.attempts,
-                    j.last_error.as_deref().unwrap_or("no reason recorded")
-                )
-            })
-            .collect();
-        let error = json!({ "code": "service.failed", "message": reasons.join("; ") });
+        let error = json!({ "code": "service.failed", "message": failed.join("; ") });
         (Status::Error, Some(error))
     };
     // The finalize job completed and, when the worker still held it, the request finished: one
@@ -196,7 +203,7 @@ async fn store_archive(
     worker: &Worker,
     conn: &mut PgConnection,
     request_id: Uuid,
-    jobs: &[JobResult],
+    jobs: &mut [JobResult],
     rows_hold_exports: bool,
 ) -> anyhow::Result<()> {
     let (request_type, created_at): (String, chrono::DateTime<Utc>) =
@@ -220,6 +227,12 @@ async fn store_archive(
         .collect();
     let created = timestamp(created_at);
     let bytes = archive::build(request_id, &request_type, &created, &exports)?;
+    // The rows are in the archive now. Their text goes before the archive is written: the
+    // statement takes a copy of the archive, and the largest exports are not held beside both.
+    drop(exports);
+    for job in jobs.iter_mut() {
+        job.result = None;
+    }
     let expires = Utc::now() + Duration::seconds(worker.settings.export_ttl_secs as i64);
     sqlx::query(
         "INSERT INTO export_archives (request_id, file_name, content, expires_at)
