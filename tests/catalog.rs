@@ -553,7 +553,7 @@ async fn an_export_lists_only_the_declared_columns(pool: PgPool) {
 
 #[sqlx::test]
 async fn an_export_lists_every_table_in_catalog_order_its_rows_in_key_order(pool: PgPool) {
-    // Ana's dialer contacts are matched by phone number, and none has her email address: the
+    // None of Ana's dialer contacts holds her email address, that table's only match here: the
     // first table has no rows of hers, and is still listed.
     let catalog: Catalog = consent_catalog(
         "delete",
