@@ -517,26 +517,12 @@ async fn an_export_holds_the_subjects_rows_with_export_columns_only(pool: PgPool
 
 #[sqlx::test]
 async fn an_export_lists_only_the_declared_columns(pool: PgPool) {
-    let catalog: Catalog = consent_catalog(
-        "delete",
+    let (_, _, outcome) = export_of(
+        &pool,
         "name = \"demo.consent_records\"\nmatch = { email = \"EMAIL\" }\n\
          export = [\"purpose\", \"granted\"]",
     )
-    .parse()
-    .unwrap();
-    catalog.validate(&pool).await.unwrap();
-    let f = fixture(&pool).await;
-    let mut tx = pool.begin().await.unwrap();
-    let outcome = catalog::execute(
-        &mut tx,
-        &catalog.services[0],
-        f.org,
-        &ana(),
-        Action::Export,
-        KEY,
-    )
-    .await
-    .unwrap();
+    .await;
     let mut rows = exported(&outcome)["demo.consent_records"]
         .as_array()
         .unwrap()
@@ -555,8 +541,8 @@ async fn an_export_lists_only_the_declared_columns(pool: PgPool) {
 async fn an_export_lists_every_table_in_catalog_order_its_rows_in_key_order(pool: PgPool) {
     // None of Ana's dialer contacts holds her email address, that table's only match here: the
     // first table has no rows of hers, and is still listed.
-    let catalog: Catalog = consent_catalog(
-        "delete",
+    let (f, mut tx, outcome) = export_of(
+        &pool,
         "name = \"demo.dialer_contacts\"\nmatch = { email = \"EMAIL\" }\n\
          export = [\"name\"]\n\
          [[service.table]]\n\
@@ -566,21 +552,7 @@ async fn an_export_lists_every_table_in_catalog_order_its_rows_in_key_order(pool
          name = \"demo.directory_users\"\nmatch = { email = \"EMAIL\" }\n\
          export = [\"name\"]",
     )
-    .parse()
-    .unwrap();
-    catalog.validate(&pool).await.unwrap();
-    let f = fixture(&pool).await;
-    let mut tx = pool.begin().await.unwrap();
-    let outcome = catalog::execute(
-        &mut tx,
-        &catalog.services[0],
-        f.org,
-        &ana(),
-        Action::Export,
-        KEY,
-    )
-    .await
-    .unwrap();
+    .await;
     let mut consent: Vec<(Uuid, String)> = sqlx::query_as(
         "SELECT id, purpose FROM demo.consent_records
           WHERE org_id = $1 AND cookie_id IS NULL
@@ -1127,6 +1099,29 @@ async fn an_action_without_a_savepoint_does_what_the_guarded_one_does(pool: PgPo
 }
 
 /// An outcome's export, parsed.
+/// Ana's export by a catalog of one service whose tables are `tables`, on the fixture, in a
+/// transaction left open for the caller.
+async fn export_of(
+    pool: &PgPool,
+    tables: &str,
+) -> (Fixture, sqlx::Transaction<'static, sqlx::Postgres>, Outcome) {
+    let catalog: Catalog = consent_catalog("delete", tables).parse().unwrap();
+    catalog.validate(pool).await.unwrap();
+    let f = fixture(pool).await;
+    let mut tx = pool.begin().await.unwrap();
+    let outcome = catalog::execute(
+        &mut tx,
+        &catalog.services[0],
+        f.org,
+        &ana(),
+        Action::Export,
+        KEY,
+    )
+    .await
+    .unwrap();
+    (f, tx, outcome)
+}
+
 fn exported(outcome: &Outcome) -> serde_json::Value {
     serde_json::from_str(outcome.export.as_ref().expect("an export").get()).expect("JSON")
 }
