@@ -593,6 +593,53 @@ async fn an_export_lists_every_table_in_catalog_order_its_rows_in_key_order(pool
 }
 
 #[sqlx::test]
+async fn an_export_of_a_table_with_a_column_named_t_holds_its_whole_rows(pool: PgPool) {
+    // The export's statement calls the table `t`: its own column of that name must not stand in
+    // for the row.
+    sqlx::raw_sql(
+        "CREATE TABLE demo.notes (id uuid PRIMARY KEY, org_id uuid NOT NULL REFERENCES organizations (id),
+                                  email text, t text)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let mut conn = pool.acquire().await.unwrap();
+    let org_id = org(&mut conn, "Notes").await;
+    let note = Uuid::now_v7();
+    sqlx::query("INSERT INTO demo.notes VALUES ($1, $2, 'ana.garcia@example.com', NULL)")
+        .bind(note)
+        .bind(org_id)
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    drop(conn);
+    let catalog: Catalog = consent_catalog(
+        "delete",
+        "name = \"demo.notes\"\nmatch = { email = \"EMAIL\" }",
+    )
+    .parse()
+    .unwrap();
+    catalog.validate(&pool).await.unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    let outcome = catalog::execute(
+        &mut tx,
+        &catalog.services[0],
+        org_id,
+        &ana(),
+        Action::Export,
+        KEY,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        exported(&outcome),
+        serde_json::json!({
+            "demo.notes": [{ "id": note, "email": "ana.garcia@example.com", "t": null }],
+        })
+    );
+}
+
+#[sqlx::test]
 async fn an_update_rewrites_the_identifier_in_every_service_holding_its_type(pool: PgPool) {
     let f = fixture(&pool).await;
     let replacements = [Replacement {
@@ -1098,7 +1145,6 @@ async fn an_action_without_a_savepoint_does_what_the_guarded_one_does(pool: PgPo
     );
 }
 
-/// An outcome's export, parsed.
 /// Ana's export by a catalog of one service whose tables are `tables`, on the fixture, in a
 /// transaction left open for the caller.
 async fn export_of(
@@ -1122,6 +1168,7 @@ async fn export_of(
     (f, tx, outcome)
 }
 
+/// An outcome's export, parsed.
 fn exported(outcome: &Outcome) -> serde_json::Value {
     serde_json::from_str(outcome.export.as_ref().expect("an export").get()).expect("JSON")
 }

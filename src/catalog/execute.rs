@@ -44,8 +44,9 @@ pub struct Outcome {
     /// Rows erasure leaves alone (or would, for a summary).
     pub retained: i64,
     pub retained_reason: Option<String>,
-    /// `{ "<table>": [ { column: value, … }, … ], … }`, as the JSON text PostgreSQL built: an
-    /// export is kept and passed on as text, never as a tree of values, whatever its size.
+    /// `{ "<table>": [ { column: value, … }, … ], … }`, as JSON text: each row as PostgreSQL
+    /// wrote it, the rest around them by the export (see `ExportText`). An export is kept and
+    /// passed on as text, never as a tree of values, whatever its size.
     pub export: Option<Box<RawValue>>,
 }
 
@@ -630,9 +631,10 @@ impl<'a> Run<'a> {
     fn export_sql(&self, i: usize) -> String {
         let table = &self.service.tables[i];
         let object = match &table.export {
+            // `t.*`, the whole row, even when the table has a column named `t`.
             None => match &table.org_column {
-                Some(org) => format!("to_jsonb(t) - {}", literal(org)),
-                None => "to_jsonb(t)".to_owned(),
+                Some(org) => format!("to_jsonb(t.*) - {}", literal(org)),
+                None => "to_jsonb(t.*)".to_owned(),
             },
             // jsonb_build_object takes at most 100 arguments.
             Some(columns) => columns
