@@ -110,9 +110,10 @@ pub struct ServeArgs {
     #[arg(long, env = "GDPRD_NO_WORKER")]
     pub no_worker: bool,
 
-    /// Connections kept for the subject search, besides the pool. A search is one short
-    /// statement: more connections than PostgreSQL has cores for queue there instead of here,
-    /// and its slowest searches wait longest (bench/analysis.md measures 6 against 8, 16, 32).
+    /// Connections kept for the subject search, besides the pool.
+    ///
+    /// A search is one short statement: more connections than PostgreSQL has cores for queue
+    /// there instead of here, where the slowest searches wait longest.
     #[arg(long, env = "GDPRD_DB_SEARCH_CONNECTIONS", default_value_t = 6)]
     pub db_search_connections: u32,
 
