@@ -613,24 +613,12 @@ async fn an_export_of_a_table_with_a_column_named_t_holds_its_whole_rows(pool: P
         .await
         .unwrap();
     drop(conn);
-    let catalog: Catalog = consent_catalog(
-        "delete",
+    let (_, outcome) = export_in(
+        &pool,
         "name = \"demo.notes\"\nmatch = { email = \"EMAIL\" }",
-    )
-    .parse()
-    .unwrap();
-    catalog.validate(&pool).await.unwrap();
-    let mut tx = pool.begin().await.unwrap();
-    let outcome = catalog::execute(
-        &mut tx,
-        &catalog.services[0],
         org_id,
-        &ana(),
-        Action::Export,
-        KEY,
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(
         exported(&outcome),
         serde_json::json!({
@@ -1151,21 +1139,32 @@ async fn export_of(
     pool: &PgPool,
     tables: &str,
 ) -> (Fixture, sqlx::Transaction<'static, sqlx::Postgres>, Outcome) {
+    let f = fixture(pool).await;
+    let (tx, outcome) = export_in(pool, tables, f.org).await;
+    (f, tx, outcome)
+}
+
+/// Ana's export in organization `org` by a catalog of one service whose tables are `tables`,
+/// in a transaction left open for the caller.
+async fn export_in(
+    pool: &PgPool,
+    tables: &str,
+    org: Uuid,
+) -> (sqlx::Transaction<'static, sqlx::Postgres>, Outcome) {
     let catalog: Catalog = consent_catalog("delete", tables).parse().unwrap();
     catalog.validate(pool).await.unwrap();
-    let f = fixture(pool).await;
     let mut tx = pool.begin().await.unwrap();
     let outcome = catalog::execute(
         &mut tx,
         &catalog.services[0],
-        f.org,
+        org,
         &ana(),
         Action::Export,
         KEY,
     )
     .await
     .unwrap();
-    (f, tx, outcome)
+    (tx, outcome)
 }
 
 /// An outcome's export, parsed.
