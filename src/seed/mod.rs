@@ -39,11 +39,11 @@ use crate::index::Normalizer;
 use crate::org;
 
 /// People per chunk: large enough for COPY to stream efficiently, small enough that the chunks
-/// in flight stay small in memory (some twenty megabytes of COPY text each) and that the last
+/// in flight stay small in memory (some fifteen megabytes of COPY data each) and that the last
 /// ones do not leave the connections idle.
 const CHUNK: u64 = 5_000;
 
-/// Bytes of COPY text per table gathered before they are sent, when seeding an empty database.
+/// Bytes of COPY data per table gathered before they are sent, when seeding an empty database.
 const STATEMENT: usize = 16 << 20;
 
 /// Share of generated people who are employees.
@@ -428,8 +428,8 @@ mod tests {
         Plan::new(args, existing, Uuid::from_u128(7), lists, normalizer)
     }
 
-    fn rows(plan: &Plan, numbers: Range<u64>) -> Vec<String> {
-        plan.generate(numbers).unwrap().tables().to_vec()
+    fn rows(plan: &Plan, numbers: Range<u64>) -> Vec<Vec<u8>> {
+        plan.generate(numbers).unwrap().tables()
     }
 
     #[test]
@@ -439,7 +439,7 @@ mod tests {
         let again = plan(&args, 0);
         let mut chunked = rows(&again, 0..1_234);
         for (table, more) in chunked.iter_mut().zip(rows(&again, 1_234..3_000)) {
-            table.push_str(&more);
+            table.extend_from_slice(&more);
         }
         assert_eq!(whole, chunked);
     }

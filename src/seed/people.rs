@@ -212,8 +212,7 @@ pub(super) fn customer(g: &mut Gen, p: &Person) -> anyhow::Result<()> {
     }
     let known = g.known();
     conversations(g, &known)?;
-    consents(g, &known, cookie.as_deref());
-    Ok(())
+    consents(g, &known, cookie.as_deref())
 }
 
 fn external_contacts(
@@ -314,11 +313,11 @@ fn conversations(g: &mut Gen, known: &Known) -> anyhow::Result<()> {
 }
 
 /// 1–3 consent records for ~50% of people.
-fn consents(g: &mut Gen, known: &Known, cookie: Option<&str>) {
+fn consents(g: &mut Gen, known: &Known, cookie: Option<&str>) -> anyhow::Result<()> {
     let email = known.emails.first().map(String::as_str);
     let phone = known.phones.first().map(String::as_str);
     if !g.rng.random_bool(0.53) {
-        return;
+        return Ok(());
     }
     let purposes = ["marketing", "analytics", "support-recording"];
     let count = g.rng.random_range(1..=3);
@@ -349,9 +348,10 @@ fn consents(g: &mut Gen, known: &Known, cookie: Option<&str>) {
             },
         };
         if consent.email.is_some() || consent.phone.is_some() || consent.cookie.is_some() {
-            g.consent(&consent);
+            g.consent(&consent)?;
         }
     }
+    Ok(())
 }
 
 fn pick_some<'a>(rng: &mut ChaCha8Rng, items: &'a [String]) -> Option<&'a str> {

@@ -4,13 +4,13 @@
 //! (conversations, journeys, consent) only uses identifiers that the person's index records
 //! carry, so that a search finds everything a request must reach.
 
-use chrono::{DateTime, Duration, SecondsFormat, TimeZone, Utc};
+use chrono::{DateTime, Duration, TimeZone, Utc};
 use rand::{Rng, RngCore};
 use rand_chacha::ChaCha8Rng;
 use uuid::Uuid;
 
 use super::Plan;
-use super::batch::{Batch, Table};
+use super::batch::{Batch, Field, Table};
 use crate::index::IndexRecord;
 use crate::wire::{DialerContactId, GdprSubject, JourneyCustomer, SocialHandle};
 
@@ -37,14 +37,6 @@ pub(super) fn past(rng: &mut ChaCha8Rng) -> DateTime<Utc> {
 
 pub(super) fn pick<T: Copy>(rng: &mut ChaCha8Rng, items: &[T]) -> T {
     items[rng.random_range(0..items.len())]
-}
-
-fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-fn flag(b: bool) -> &'static str {
-    if b { "t" } else { "f" }
 }
 
 /// Writes the records of one person, and remembers which identifiers its index records carry.
@@ -330,16 +322,16 @@ impl<'a> Gen<'a> {
         self.batch.row(
             Table::DirectoryUsers,
             &[
-                Some(&user.id.to_string()),
-                Some(&user.name),
-                Some(&user.email),
-                user.phone.as_deref(),
-                Some(user.title),
-                Some(user.department),
-                Some(flag(user.active)),
-                Some(&ts(user.created_at)),
+                user.id.into(),
+                (&user.name).into(),
+                (&user.email).into(),
+                user.phone.as_ref().into(),
+                user.title.into(),
+                user.department.into(),
+                user.active.into(),
+                user.created_at.into(),
             ],
-        );
+        )?;
         self.index(GdprSubject {
             user_id: Some(user.id.to_string()),
             name: Some(user.name.clone()),
@@ -375,24 +367,24 @@ impl<'a> Gen<'a> {
         self.batch.row(
             Table::ExternalContacts,
             &[
-                Some(&c.id.to_string()),
-                c.canonical.map(|id| id.to_string()).as_deref(),
-                c.name.as_deref(),
-                c.title,
-                c.work_email.as_deref(),
-                c.personal_email.as_deref(),
-                c.work_phone.as_deref(),
-                c.cell_phone.as_deref(),
-                c.address.as_deref(),
-                handle("TWITTER"),
-                handle("INSTAGRAM"),
-                handle("FACEBOOK"),
-                handle("WHATSAPP"),
-                c.external_id.as_deref(),
-                Some(&ts(c.created_at)),
-                Some(&ts(c.modified_at)),
+                c.id.into(),
+                c.canonical.into(),
+                c.name.as_ref().into(),
+                c.title.into(),
+                c.work_email.as_ref().into(),
+                c.personal_email.as_ref().into(),
+                c.work_phone.as_ref().into(),
+                c.cell_phone.as_ref().into(),
+                c.address.as_ref().into(),
+                handle("TWITTER").into(),
+                handle("INSTAGRAM").into(),
+                handle("FACEBOOK").into(),
+                handle("WHATSAPP").into(),
+                c.external_id.as_ref().into(),
+                c.created_at.into(),
+                c.modified_at.into(),
             ],
-        );
+        )?;
         self.index(GdprSubject {
             external_contact_id: Some(c.id.to_string()),
             name: c.name.clone(),
@@ -434,27 +426,25 @@ impl<'a> Gen<'a> {
     }
 
     pub fn dialer(&mut self, d: &DialerContact) -> anyhow::Result<()> {
-        let id = d.id.to_string();
-        let list_id = d.list.to_string();
         self.batch.row(
             Table::DialerContacts,
             &[
-                Some(&id),
-                Some(&list_id),
-                d.name.as_deref(),
-                d.phone.as_deref(),
-                d.alt_phone.as_deref(),
-                d.email.as_deref(),
-                d.address.as_deref(),
-                Some(flag(d.callable)),
-                d.last_attempt.map(|(at, _)| ts(at)).as_deref(),
-                d.last_attempt.map(|(_, result)| result),
+                d.id.into(),
+                d.list.into(),
+                d.name.as_ref().into(),
+                d.phone.as_ref().into(),
+                d.alt_phone.as_ref().into(),
+                d.email.as_ref().into(),
+                d.address.as_ref().into(),
+                d.callable.into(),
+                d.last_attempt.map(|(at, _)| at).into(),
+                d.last_attempt.map(|(_, result)| result).into(),
             ],
-        );
+        )?;
         self.index(GdprSubject {
             dialer_contact_id: Some(DialerContactId {
-                id: Some(id),
-                contact_list_id: Some(list_id),
+                id: Some(d.id.to_string()),
+                contact_list_id: Some(d.list.to_string()),
             }),
             name: d.name.clone(),
             phone_numbers: list([&d.phone, &d.alt_phone]),
@@ -487,14 +477,14 @@ impl<'a> Gen<'a> {
         self.batch.row(
             Table::JourneyVisitors,
             &[
-                Some(&v.cookie),
-                v.name.as_deref(),
-                v.email.as_deref(),
-                v.phone.as_deref(),
-                Some(&ts(v.first_seen)),
-                Some(&ts(v.last_seen)),
+                (&v.cookie).into(),
+                v.name.as_ref().into(),
+                v.email.as_ref().into(),
+                v.phone.as_ref().into(),
+                v.first_seen.into(),
+                v.last_seen.into(),
             ],
-        );
+        )?;
         self.index(GdprSubject {
             journey_customer: Some(JourneyCustomer {
                 kind: Some("cookie".into()),
@@ -508,7 +498,7 @@ impl<'a> Gen<'a> {
         let span = (v.last_seen - v.first_seen).num_seconds().max(1);
         let sessions = self.rng.random_range(1..=3);
         for session in 0..sessions {
-            let id = self.uuid().to_string();
+            let id = self.uuid();
             let started = v.first_seen + Duration::seconds(self.rng.random_range(0..span));
             let ip = format!(
                 "{}.{}",
@@ -520,14 +510,14 @@ impl<'a> Gen<'a> {
             self.batch.row(
                 Table::JourneySessions,
                 &[
-                    Some(&id),
-                    Some(&v.cookie),
-                    Some(&ts(started)),
-                    Some(&ip),
-                    Some(agent),
-                    referrer,
+                    id.into(),
+                    (&v.cookie).into(),
+                    started.into(),
+                    (&ip).into(),
+                    agent.into(),
+                    referrer.into(),
                 ],
-            );
+            )?;
             let events = self.rng.random_range(2..=6);
             let mut at = started;
             for event in 0..events {
@@ -543,15 +533,15 @@ impl<'a> Gen<'a> {
                 self.batch.row(
                     Table::JourneyEvents,
                     &[
-                        Some(&uuid(&mut self.rng).to_string()),
-                        Some(&id),
-                        Some(&v.cookie),
-                        Some(kind),
-                        Some(pick(&mut self.rng, PAGES)),
-                        input.as_deref(),
-                        Some(&ts(at)),
+                        uuid(&mut self.rng).into(),
+                        id.into(),
+                        (&v.cookie).into(),
+                        kind.into(),
+                        pick(&mut self.rng, PAGES).into(),
+                        input.as_ref().into(),
+                        at.into(),
                     ],
-                );
+                )?;
             }
         }
         Ok(())
@@ -600,17 +590,17 @@ impl<'a> Gen<'a> {
     /// The conversation, its two participants, its transcript and its attachment. The customer
     /// is reached on the channel by `m.phone` or `m.email`, and says some of `m` out loud.
     pub fn conversation(&mut self, c: &Conversation, m: &Mention) -> anyhow::Result<()> {
-        let id = c.id.to_string();
+        let id = c.id;
         self.batch.row(
             Table::Conversations,
             &[
-                Some(&id),
-                Some(c.channel.as_str()),
-                Some(c.queue),
-                Some(&ts(c.started_at)),
-                Some(&ts(c.started_at + Duration::minutes(c.minutes))),
+                id.into(),
+                c.channel.as_str().into(),
+                c.queue.into(),
+                c.started_at.into(),
+                (c.started_at + Duration::minutes(c.minutes)).into(),
             ],
-        );
+        )?;
         let customer_address = if c.channel.by_phone() {
             m.phone
         } else {
@@ -619,39 +609,39 @@ impl<'a> Gen<'a> {
         self.batch.row(
             Table::Participants,
             &[
-                Some(&uuid(&mut self.rng).to_string()),
-                Some(&id),
-                Some("customer"),
-                m.name,
-                customer_address,
-                None,
+                uuid(&mut self.rng).into(),
+                id.into(),
+                "customer".into(),
+                m.name.into(),
+                customer_address.into(),
+                Field::Null,
             ],
-        );
+        )?;
         self.batch.row(
             Table::Participants,
             &[
-                Some(&uuid(&mut self.rng).to_string()),
-                Some(&id),
-                Some("agent"),
-                Some(&c.agent.name),
-                Some(&c.agent.email),
-                Some(&c.agent.user_id.to_string()),
+                uuid(&mut self.rng).into(),
+                id.into(),
+                "agent".into(),
+                (&c.agent.name).into(),
+                (&c.agent.email).into(),
+                c.agent.user_id.into(),
             ],
-        );
+        )?;
         for (seq, (speaker, body)) in self.transcript(c, m).into_iter().enumerate() {
             self.batch.row(
                 Table::TranscriptLines,
                 &[
-                    Some(&uuid(&mut self.rng).to_string()),
-                    Some(&id),
-                    Some(&(seq + 1).to_string()),
-                    Some(speaker),
-                    Some(&body),
+                    uuid(&mut self.rng).into(),
+                    id.into(),
+                    i32::try_from(seq + 1)?.into(),
+                    speaker.into(),
+                    (&body).into(),
                 ],
-            );
+            )?;
         }
         if let (true, Some(email)) = (c.attachment, m.email) {
-            self.attachment(c, m, email);
+            self.attachment(c, m, email)?;
         }
         Ok(())
     }
@@ -733,7 +723,7 @@ impl<'a> Gen<'a> {
         script.into_iter().take(c.lines).collect()
     }
 
-    fn attachment(&mut self, c: &Conversation, m: &Mention, email: &str) {
+    fn attachment(&mut self, c: &Conversation, m: &Mention, email: &str) -> anyhow::Result<()> {
         let name = m.name.unwrap_or("the customer");
         let at = c.started_at + Duration::minutes(c.minutes);
         let month = at.format("%Y-%m");
@@ -769,31 +759,31 @@ impl<'a> Gen<'a> {
         self.batch.row(
             Table::Attachments,
             &[
-                Some(&uuid(&mut self.rng).to_string()),
-                Some(&c.id.to_string()),
-                Some(email),
-                Some(&file_name),
-                Some(content_type),
-                Some(&content),
-                Some(&ts(at)),
+                uuid(&mut self.rng).into(),
+                c.id.into(),
+                email.into(),
+                (&file_name).into(),
+                content_type.into(),
+                (&content).into(),
+                at.into(),
             ],
-        );
+        )
     }
 
-    pub fn consent(&mut self, c: &Consent) {
+    pub fn consent(&mut self, c: &Consent) -> anyhow::Result<()> {
         self.batch.row(
             Table::ConsentRecords,
             &[
-                Some(&uuid(&mut self.rng).to_string()),
-                c.email,
-                c.phone,
-                c.cookie,
-                Some(c.purpose),
-                Some(flag(c.granted)),
-                Some(c.source),
-                Some(&ts(c.at)),
+                uuid(&mut self.rng).into(),
+                c.email.into(),
+                c.phone.into(),
+                c.cookie.into(),
+                c.purpose.into(),
+                c.granted.into(),
+                c.source.into(),
+                c.at.into(),
             ],
-        );
+        )
     }
 }
 

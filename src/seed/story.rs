@@ -143,15 +143,15 @@ fn ana(g: &mut Gen) -> anyhow::Result<()> {
     g.consent(&Consent {
         email: Some(ANA_EMAIL),
         ..Consent::of("marketing", true, "web-form", at)
-    });
+    })?;
     g.consent(&Consent {
         phone: Some(ANA_PHONE),
         ..Consent::of("support-recording", true, "ivr", at)
-    });
+    })?;
     g.consent(&Consent {
         cookie: Some(ANA_COOKIE),
         ..Consent::of("analytics", false, "web-form", at)
-    });
+    })?;
     Ok(())
 }
 
