@@ -11,6 +11,7 @@ pub mod auth;
 pub mod catalog;
 pub mod commands;
 pub mod config;
+pub mod copy;
 pub mod db;
 pub mod http;
 pub mod index;

@@ -9,6 +9,7 @@ use super::normalize::{Normalized, SearchType};
 use super::record::{IndexRecord, RecordKey};
 use crate::auth::Permission;
 use crate::auth::cache::TokenDigest;
+use crate::copy::{Field, Rows, copy_in};
 use crate::wire::{GdprSubject, Page};
 
 /// The page of a search's matches, in result order, each with the count of them all: the
@@ -124,28 +125,26 @@ pub async fn search(
     Ok(Some((records.collect(), total)))
 }
 
-/// Index records in PostgreSQL's COPY text format, in the columns of the index tables (the
-/// staging tables have the same), ready to be sent. Encoding is CPU work only, so it can run apart
-/// from the connection (while an earlier batch is sent). Each record gets a new subject id here;
-/// its identifiers refer to the record by that id.
+/// Index records in COPY's binary format, in the columns of the index tables (the staging tables
+/// have the same), ready to be sent. Encoding is CPU work only, so it can run apart from the
+/// connection (while an earlier batch is sent). Each record gets a new subject id here; its
+/// identifiers refer to the record by that id.
 pub struct StagedBatch {
-    org_id: String,
-    subjects: String,
-    identifiers: String,
-    records: u64,
+    org_id: Uuid,
+    subjects: Rows,
+    identifiers: Rows,
 }
 
 impl StagedBatch {
     pub fn with_capacity(org_id: Uuid, records: usize) -> StagedBatch {
         StagedBatch {
-            org_id: org_id.to_string(),
-            subjects: String::with_capacity(records * 256),
-            identifiers: String::with_capacity(records * 200),
-            records: 0,
+            org_id,
+            subjects: Rows::with_capacity(records * 256),
+            identifiers: Rows::with_capacity(records * 200),
         }
     }
 
-    pub fn encode(org_id: Uuid, records: &[IndexRecord]) -> Result<StagedBatch, serde_json::Error> {
+    pub fn encode(org_id: Uuid, records: &[IndexRecord]) -> sqlx::Result<StagedBatch> {
         let mut batch = StagedBatch::with_capacity(org_id, records.len());
         for record in records {
             batch.push(record)?;
@@ -153,45 +152,40 @@ impl StagedBatch {
         Ok(batch)
     }
 
-    pub fn push(&mut self, r: &IndexRecord) -> Result<(), serde_json::Error> {
-        let record = serde_json::to_string(&r.subject)?;
-        let id = Uuid::now_v7().to_string();
-        copy_row(
-            &mut self.subjects,
-            &[
-                Some(&self.org_id),
-                Some(&id),
-                Some(r.key.kind.as_str()),
-                Some(&r.key.key),
-                Some(&record),
-                r.canonical_contact_id.as_deref(),
-            ],
-        );
+    pub fn push(&mut self, r: &IndexRecord) -> sqlx::Result<()> {
+        let record =
+            serde_json::to_string(&r.subject).map_err(|e| sqlx::Error::Encode(e.into()))?;
+        let id = Uuid::now_v7();
+        let kind = r.key.kind.as_str();
+        self.subjects.push(&[
+            self.org_id.into(),
+            id.into(),
+            kind.into(),
+            (&r.key.key).into(),
+            Field::Jsonb(&record),
+            r.canonical_contact_id.as_ref().into(),
+        ])?;
         // A record's identifiers are without duplicates, and each record has its own id: the
         // staged identifier rows are distinct.
-        for (kind, value) in &r.identifiers {
-            copy_row(
-                &mut self.identifiers,
-                &[
-                    Some(&self.org_id),
-                    Some(&id),
-                    Some(r.key.kind.as_str()),
-                    Some(&r.key.key),
-                    Some(kind.as_str()),
-                    Some(value.as_str()),
-                ],
-            );
+        for (id_type, value) in &r.identifiers {
+            self.identifiers.push(&[
+                self.org_id.into(),
+                id.into(),
+                kind.into(),
+                (&r.key.key).into(),
+                id_type.as_str().into(),
+                value.as_str().into(),
+            ])?;
         }
-        self.records += 1;
         Ok(())
     }
 
     pub fn len(&self) -> u64 {
-        self.records
+        self.subjects.count()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.records == 0
+        self.subjects.is_empty()
     }
 }
 
@@ -268,31 +262,38 @@ impl Staging {
         conn: &mut PgConnection,
         records: &[IndexRecord],
     ) -> sqlx::Result<()> {
-        let batch =
-            StagedBatch::encode(self.org_id, records).map_err(|e| sqlx::Error::Encode(e.into()))?;
+        let batch = StagedBatch::encode(self.org_id, records)?;
         self.add_encoded(conn, batch).await
     }
 
     pub async fn add_encoded(
         &mut self,
         conn: &mut PgConnection,
-        batch: StagedBatch,
+        mut batch: StagedBatch,
     ) -> sqlx::Result<()> {
-        debug_assert_eq!(batch.org_id, self.org_id.to_string());
+        debug_assert_eq!(batch.org_id, self.org_id);
         let (subjects, identifiers) = if self.direct {
             ("subjects", "subject_identifiers")
         } else {
             ("stage_subjects", "stage_identifiers")
         };
-        let copy = |table: &str, columns: &str| format!("COPY {table} {columns} FROM STDIN");
-        copy_in(conn, &copy(subjects, SUBJECT_COLUMNS), batch.subjects).await?;
+        let copy = |table: &str, columns: &str| {
+            format!("COPY {table} {columns} FROM STDIN (FORMAT binary)")
+        };
+        let records = batch.len();
+        copy_in(
+            conn,
+            &copy(subjects, SUBJECT_COLUMNS),
+            batch.subjects.take(),
+        )
+        .await?;
         copy_in(
             conn,
             &copy(identifiers, IDENTIFIER_COLUMNS),
-            batch.identifiers,
+            batch.identifiers.take(),
         )
         .await?;
-        self.staged += batch.records;
+        self.staged += records;
         Ok(())
     }
 
@@ -369,51 +370,4 @@ pub async fn remove(conn: &mut PgConnection, org_id: Uuid, key: &RecordKey) -> s
             .execute(conn)
             .await?;
     Ok(result.rows_affected() > 0)
-}
-
-/// Streams `data` (COPY text format) into `statement`.
-pub async fn copy_in(conn: &mut PgConnection, statement: &str, data: String) -> sqlx::Result<u64> {
-    if data.is_empty() {
-        return Ok(0);
-    }
-    let mut copy = conn.copy_in_raw(statement).await?;
-    copy.send(data.into_bytes()).await?;
-    copy.finish().await
-}
-
-/// Appends one row in PostgreSQL's COPY text format: tab-separated, `\N` for NULL, with
-/// backslash, tab, newline and carriage return escaped.
-pub fn copy_row(out: &mut String, fields: &[Option<&str>]) {
-    for (i, field) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push('\t');
-        }
-        match field {
-            None => out.push_str("\\N"),
-            Some(value) => {
-                for c in value.chars() {
-                    match c {
-                        '\\' => out.push_str("\\\\"),
-                        '\t' => out.push_str("\\t"),
-                        '\n' => out.push_str("\\n"),
-                        '\r' => out.push_str("\\r"),
-                        c => out.push(c),
-                    }
-                }
-            }
-        }
-    }
-    out.push('\n');
-}
-
-#[cfg(test)]
-mod tests {
-    use super::copy_row;
-
-    #[test]
-    fn copy_rows_escape_what_copy_would_misread() {
-        let mut out = String::new();
-        copy_row(&mut out, &[Some("a\tb"), None, Some("c\\d\ne\r")]);
-        assert_eq!(out, "a\\tb\t\\N\tc\\\\d\\ne\\r\n");
-    }
 }

@@ -1,16 +1,10 @@
-//! The rows of one chunk of people, in COPY's binary format, table by table.
-//!
-//! Binary rather than text: PostgreSQL then reads each value as it is stored instead of parsing
-//! it (a uuid's 16 bytes instead of 36 characters of hex, a timestamp's microseconds instead of
-//! a date in words), and the seed's load phase, on one backend, takes half the time. Each value
-//! is encoded by sqlx's own encoder for its type; only the framing is COPY's.
+//! The rows of one chunk of people, in COPY's binary format (see [`crate::copy`]), table by
+//! table.
 
-use chrono::{DateTime, Utc};
-use sqlx::encode::IsNull;
-use sqlx::postgres::PgArgumentBuffer;
-use sqlx::{Encode, PgConnection, Postgres};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::copy::{Field, Rows, copy_in};
 use crate::index::IndexRecord;
 
 /// Every table the seed writes, in an order that satisfies their foreign keys.
@@ -130,154 +124,6 @@ impl Table {
     }
 }
 
-/// One value of a row, of the column type it is written into.
-#[derive(Clone, Copy)]
-pub(super) enum Field<'a> {
-    Null,
-    Uuid(Uuid),
-    Text(&'a str),
-    Int(i32),
-    Bool(bool),
-    Time(DateTime<Utc>),
-    /// A `jsonb` value, as JSON text.
-    Jsonb(&'a str),
-}
-
-impl From<Uuid> for Field<'_> {
-    fn from(id: Uuid) -> Self {
-        Field::Uuid(id)
-    }
-}
-
-impl<'a> From<&'a str> for Field<'a> {
-    fn from(text: &'a str) -> Self {
-        Field::Text(text)
-    }
-}
-
-impl<'a> From<&'a String> for Field<'a> {
-    fn from(text: &'a String) -> Self {
-        Field::Text(text)
-    }
-}
-
-impl From<i32> for Field<'_> {
-    fn from(n: i32) -> Self {
-        Field::Int(n)
-    }
-}
-
-impl From<bool> for Field<'_> {
-    fn from(b: bool) -> Self {
-        Field::Bool(b)
-    }
-}
-
-impl From<DateTime<Utc>> for Field<'_> {
-    fn from(t: DateTime<Utc>) -> Self {
-        Field::Time(t)
-    }
-}
-
-impl<'a, T: Into<Field<'a>>> From<Option<T>> for Field<'a> {
-    fn from(value: Option<T>) -> Self {
-        value.map_or(Field::Null, Into::into)
-    }
-}
-
-/// What every COPY in binary format starts with: its signature, no flags, no extension.
-const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
-/// And ends with: a row of -1 columns.
-const TRAILER: &[u8] = &(-1i16).to_be_bytes();
-
-/// The rows of one table, in COPY's binary format, its header first.
-struct Rows {
-    data: PgArgumentBuffer,
-    count: u64,
-}
-
-impl Default for Rows {
-    fn default() -> Self {
-        let mut data = PgArgumentBuffer::default();
-        data.extend_from_slice(HEADER);
-        Rows { data, count: 0 }
-    }
-}
-
-impl Rows {
-    fn is_empty(&self) -> bool {
-        self.data.len() == HEADER.len()
-    }
-
-    /// The size of the rows, header left out.
-    fn len(&self) -> usize {
-        self.data.len() - HEADER.len()
-    }
-
-    /// Starts a row of `columns` values, each to be appended with [`Rows::value`].
-    fn begin(&mut self, columns: usize) -> anyhow::Result<()> {
-        self.data
-            .extend_from_slice(&i16::try_from(columns)?.to_be_bytes());
-        self.count += 1;
-        Ok(())
-    }
-
-    /// Appends a value: its length (-1 for NULL, with no bytes after), then its bytes.
-    fn value(&mut self, field: Field) -> anyhow::Result<()> {
-        let at = self.data.len();
-        self.data.extend_from_slice(&[0; 4]);
-        let written = match field {
-            Field::Null => IsNull::Yes,
-            Field::Uuid(id) => encode(&id, &mut self.data)?,
-            Field::Text(text) => encode(&text, &mut self.data)?,
-            Field::Int(n) => encode(&n, &mut self.data)?,
-            Field::Bool(b) => encode(&b, &mut self.data)?,
-            Field::Time(t) => encode(&t, &mut self.data)?,
-            Field::Jsonb(json) => {
-                // jsonb's binary format: a version byte, then the JSON text.
-                self.data.push(1);
-                self.data.extend_from_slice(json.as_bytes());
-                IsNull::No
-            }
-        };
-        let length = match written {
-            IsNull::Yes => -1,
-            IsNull::No => i32::try_from(self.data.len() - at - 4)?,
-        };
-        self.data[at..at + 4].copy_from_slice(&length.to_be_bytes());
-        Ok(())
-    }
-
-    /// Adds the rows of `other`.
-    fn absorb(&mut self, other: Rows) {
-        self.data.extend_from_slice(&other.data[HEADER.len()..]);
-        self.count += other.count;
-    }
-
-    /// The whole COPY data, trailer included; the rows are emptied.
-    fn take(&mut self) -> Vec<u8> {
-        let mut rows = std::mem::take(self);
-        rows.data.extend_from_slice(TRAILER);
-        std::mem::take(&mut *rows.data)
-    }
-}
-
-fn encode<'q, T: Encode<'q, Postgres>>(
-    value: &T,
-    out: &mut PgArgumentBuffer,
-) -> anyhow::Result<IsNull> {
-    value
-        .encode_by_ref(out)
-        .map_err(|e| anyhow::anyhow!("a generated value cannot be encoded: {e}"))
-}
-
-/// Sends `data` (header, rows and trailer) with `statement`, in one write.
-async fn copy_in(conn: &mut PgConnection, statement: &str, data: Vec<u8>) -> sqlx::Result<u64> {
-    let mut copy = conn.copy_in_raw(statement).await?;
-    copy.send(data).await?;
-    copy.finish().await
-}
-
 /// The rows of a chunk of people, ready to be sent with COPY.
 pub(super) struct Batch {
     org_id: Uuid,
@@ -295,7 +141,7 @@ impl Batch {
     }
 
     /// Appends a row of `table`; `fields` are its columns after `org_id`.
-    pub fn row(&mut self, table: Table, fields: &[Field]) -> anyhow::Result<()> {
+    pub fn row(&mut self, table: Table, fields: &[Field]) -> sqlx::Result<()> {
         let rows = &mut self.tables[table as usize];
         rows.begin(fields.len() + 1)?;
         rows.value(Field::Uuid(self.org_id))?;
@@ -336,7 +182,7 @@ impl Batch {
     }
 
     pub fn rows(&self, table: Table) -> u64 {
-        self.tables[table as usize].count
+        self.tables[table as usize].count()
     }
 
     pub fn index_records(&self) -> u64 {
@@ -400,109 +246,6 @@ impl Batch {
     /// Each table's rows, without the header: two batches' rows are the same when these are.
     #[cfg(test)]
     pub fn tables(&self) -> Vec<Vec<u8>> {
-        self.tables
-            .iter()
-            .map(|t| t.data[HEADER.len()..].to_vec())
-            .collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use chrono::TimeZone;
-    use sqlx::{PgPool, Row};
-
-    use super::*;
-
-    fn push(rows: &mut Rows, fields: &[Field]) {
-        rows.begin(fields.len()).unwrap();
-        for &field in fields {
-            rows.value(field).unwrap();
-        }
-    }
-
-    /// Every kind of value goes through COPY's binary format and reads back as it was, rows of
-    /// two batches absorbed into one included.
-    #[sqlx::test]
-    async fn rows_in_binary_format_read_back_as_they_were_written(pool: PgPool) {
-        let mut conn = pool.acquire().await.unwrap();
-        sqlx::query(
-            "CREATE TEMPORARY TABLE copied (id uuid, name text, seq int4, active bool, \
-             at timestamptz, record jsonb, note text)",
-        )
-        .execute(&mut *conn)
-        .await
-        .unwrap();
-        let id = Uuid::from_u128(0x0123_4567_89ab_cdef_0123_4567_89ab_cdef);
-        let at = Utc.with_ymd_and_hms(1999, 12, 31, 23, 59, 58).unwrap()
-            + chrono::Duration::microseconds(123_456);
-        let record = r#"{"name": "Ana García", "phoneNumbers": ["+34 600 000 000"]}"#;
-        let mut first = Rows::default();
-        push(
-            &mut first,
-            &[
-                id.into(),
-                "Ana\tGarcía\n\\ \"x\"".into(),
-                (-7).into(),
-                false.into(),
-                at.into(),
-                Field::Jsonb(record),
-                Field::Null,
-            ],
-        );
-        let mut second = Rows::default();
-        push(
-            &mut second,
-            &[
-                Field::Null,
-                "".into(),
-                i32::MAX.into(),
-                true.into(),
-                Option::<DateTime<Utc>>::None.into(),
-                Field::Jsonb("[]"),
-                Some("last").into(),
-            ],
-        );
-        first.absorb(second);
-        assert_eq!(first.count, 2);
-        let copied = copy_in(
-            &mut conn,
-            "COPY copied FROM STDIN (FORMAT binary)",
-            first.take(),
-        )
-        .await
-        .unwrap();
-        assert_eq!(copied, 2);
-        assert!(first.is_empty(), "the rows were taken");
-
-        let rows = sqlx::query(
-            "SELECT id, name, seq, active, at, record::text AS record, note FROM copied \
-             ORDER BY seq",
-        )
-        .fetch_all(&mut *conn)
-        .await
-        .unwrap();
-        let row = &rows[0];
-        assert_eq!(row.get::<Option<Uuid>, _>("id"), Some(id));
-        assert_eq!(row.get::<String, _>("name"), "Ana\tGarcía\n\\ \"x\"");
-        assert_eq!(row.get::<i32, _>("seq"), -7);
-        assert!(!row.get::<bool, _>("active"));
-        assert_eq!(row.get::<Option<DateTime<Utc>>, _>("at"), Some(at));
-        assert_eq!(
-            row.get::<String, _>("record"),
-            r#"{"name": "Ana García", "phoneNumbers": ["+34 600 000 000"]}"#
-        );
-        assert_eq!(row.get::<Option<String>, _>("note"), None);
-        let row = &rows[1];
-        assert_eq!(row.get::<Option<Uuid>, _>("id"), None);
-        assert_eq!(row.get::<String, _>("name"), "");
-        assert_eq!(row.get::<i32, _>("seq"), i32::MAX);
-        assert!(row.get::<bool, _>("active"));
-        assert_eq!(row.get::<Option<DateTime<Utc>>, _>("at"), None);
-        assert_eq!(row.get::<String, _>("record"), "[]");
-        assert_eq!(
-            row.get::<Option<String>, _>("note").as_deref(),
-            Some("last")
-        );
+        self.tables.iter().map(|t| t.rows().to_vec()).collect()
     }
 }

@@ -10,7 +10,8 @@ use rand_chacha::ChaCha8Rng;
 use uuid::Uuid;
 
 use super::Plan;
-use super::batch::{Batch, Field, Table};
+use super::batch::{Batch, Table};
+use crate::copy::Field;
 use crate::index::IndexRecord;
 use crate::wire::{DialerContactId, GdprSubject, JourneyCustomer, SocialHandle};
 
@@ -723,7 +724,7 @@ impl<'a> Gen<'a> {
         script.into_iter().take(c.lines).collect()
     }
 
-    fn attachment(&mut self, c: &Conversation, m: &Mention, email: &str) -> anyhow::Result<()> {
+    fn attachment(&mut self, c: &Conversation, m: &Mention, email: &str) -> sqlx::Result<()> {
         let name = m.name.unwrap_or("the customer");
         let at = c.started_at + Duration::minutes(c.minutes);
         let month = at.format("%Y-%m");
@@ -770,7 +771,7 @@ impl<'a> Gen<'a> {
         )
     }
 
-    pub fn consent(&mut self, c: &Consent) -> anyhow::Result<()> {
+    pub fn consent(&mut self, c: &Consent) -> sqlx::Result<()> {
         self.batch.row(
             Table::ConsentRecords,
             &[
