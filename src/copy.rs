@@ -71,7 +71,9 @@ const HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
 /// And ends with: a row of -1 columns.
 const TRAILER: &[u8] = &(-1i16).to_be_bytes();
 
-/// The rows of one table, in COPY's binary format, its header first.
+/// The rows of one table, in COPY's binary format, its header first. A value that cannot be
+/// encoded (none of the types above fails short of 2 GiB) leaves its row half written: after an
+/// error, the rows are not to be sent.
 pub struct Rows {
     data: PgArgumentBuffer,
     count: u64,
