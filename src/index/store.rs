@@ -281,18 +281,14 @@ impl Staging {
             format!("COPY {table} {columns} FROM STDIN (FORMAT binary)")
         };
         let records = batch.len();
-        copy_in(
-            conn,
-            &copy(subjects, SUBJECT_COLUMNS),
-            batch.subjects.take(),
-        )
-        .await?;
-        copy_in(
-            conn,
-            &copy(identifiers, IDENTIFIER_COLUMNS),
-            batch.identifiers.take(),
-        )
-        .await?;
+        for (table, columns, rows) in [
+            (subjects, SUBJECT_COLUMNS, &mut batch.subjects),
+            (identifiers, IDENTIFIER_COLUMNS, &mut batch.identifiers),
+        ] {
+            if !rows.is_empty() {
+                copy_in(conn, &copy(table, columns), rows.take()).await?;
+            }
+        }
         self.staged += records;
         Ok(())
     }
