@@ -39,7 +39,7 @@ use crate::index::Normalizer;
 use crate::org;
 
 /// People per chunk: large enough for COPY to stream efficiently, small enough that the chunks
-/// in flight stay small in memory (some fifteen megabytes of COPY data each) and that the last
+/// in flight stay small in memory (some seventeen megabytes of COPY data each) and that the last
 /// ones do not leave the connections idle.
 const CHUNK: u64 = 5_000;
 
