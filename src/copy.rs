@@ -154,6 +154,7 @@ impl Rows {
     }
 
     /// The rows appended, without the header.
+    #[cfg(test)]
     pub fn rows(&self) -> &[u8] {
         &self.data[HEADER.len()..]
     }
