@@ -41,7 +41,8 @@ use activity::Activity;
 struct Args {
     /// The server, e.g. http://127.0.0.1:8080.
     base_url: String,
-    /// A bearer token allowed to add and view requests.
+    /// A bearer token allowed to add and view requests (it may begin with a hyphen).
+    #[arg(allow_hyphen_values = true)]
     token: String,
     /// One email address per line, each of a distinct person.
     emails: PathBuf,

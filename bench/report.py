@@ -123,7 +123,8 @@ out.append(f"| | |\n|---|---|\n| CPU | {cpu} |\n| Cores (nproc) | {ncpu} |\n"
            f"| Load | wrk, {runs[0]['connections']} connections, {runs[0]['duration_s']} s per run; "
            f"pgbench {runs[0]['connections']} clients, prepared |\n"
            f"| gdprd | release build, `gdprd serve` (API and worker in one process), rate limits "
-           f"lifted, worker concurrency {runs[0]['worker_concurrency'].replace('default', 'default (4)')} |\n\n")
+           f"lifted, worker concurrency {runs[0]['worker_concurrency'].replace('default', 'default (4)')}, "
+           f"bundles per transaction {runs[0].get('bundle_batch', 'default').replace('default', 'default (8)')} |\n\n")
 
 out.append("## Against the targets\n\n")
 out.append(head)

@@ -44,7 +44,8 @@
 # BENCH_ERASURES (the batch of erasures alone, default BENCH_BATCH),
 # BENCH_WARMUP (erasures and as many exports of an unmeasured warm-up batch, default 300),
 # BENCH_SINGLES (default 20), BENCH_PIPELINE_TIMEOUT (seconds, default 120),
-# BENCH_WORKER_CONCURRENCY (GDPRD_WORKER_CONCURRENCY of the server, default: gdprd's default),
+# BENCH_WORKER_CONCURRENCY (GDPRD_WORKER_CONCURRENCY of the server, default: gdprd's default;
+# any other GDPRD_* setting exported reaches the server too, GDPRD_WORKER_BUNDLE_BATCH is recorded),
 # BENCH_SKIP_BUILD=1 (use the release binary as it is, without `cargo build --release --locked`),
 # BENCH_DRAW (any text: the pipeline's people drawn by a hash of it instead of at random, so that
 # runs of two builds work for the same people; the seed always makes the same people).
@@ -423,6 +424,7 @@ r = {
   "direct": json.load(open("$out/direct-$n.json")),
   "duration_s": $duration, "connections": $conns, "batch": $batch, "erasures": $erasures, "singles": $singles,
   "worker_concurrency": "${BENCH_WORKER_CONCURRENCY:-default}",
+  "bundle_batch": "${GDPRD_WORKER_BUNDLE_BATCH:-default}",
 }
 json.dump(r, open(sys.argv[1], "w"), indent=1)
 PY

@@ -144,6 +144,13 @@ pub struct WorkerSettings {
     #[arg(long, env = "GDPRD_WORKER_CONCURRENCY", default_value_t = 4)]
     pub concurrency: usize,
 
+    /// Requests whose services all keep their tables in gdprd's database (each queued as one
+    /// job, a bundle) that one unit of work runs in one transaction, when that many are waiting:
+    /// a claim and a transaction for several requests instead of one each. Should any of them
+    /// fail, each runs again alone.
+    #[arg(long, env = "GDPRD_WORKER_BUNDLE_BATCH", default_value_t = 8)]
+    pub bundle_batch: usize,
+
     /// Attempts of a job before it fails for good (and its request goes to ERROR).
     #[arg(long, env = "GDPRD_JOB_MAX_ATTEMPTS", default_value_t = 5)]
     pub job_max_attempts: i32,
@@ -193,6 +200,7 @@ impl Default for WorkerSettings {
     fn default() -> Self {
         WorkerSettings {
             concurrency: 4,
+            bundle_batch: 8,
             job_max_attempts: 5,
             retry_base_ms: 1_000,
             retry_max_ms: 300_000,

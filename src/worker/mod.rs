@@ -108,7 +108,7 @@ impl Worker {
         let poll = Duration::from_millis(self.settings.poll_interval_ms);
         let slots = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
         let mut in_flight = JoinSet::new();
-        // The requests of the units in flight, once per unit.
+        // The requests of the units in flight, once per unit and request.
         let busy: Arc<Mutex<Vec<Uuid>>> = Arc::default();
         while !stop.is_cancelled() {
             let first = tokio::select! {
@@ -143,7 +143,7 @@ impl Worker {
                 continue;
             }
             let mut permit = Some(first);
-            for unit in self.units(claimed) {
+            for unit in self.tasks(claimed) {
                 let held = match permit.take() {
                     Some(p) => p,
                     None => match slots.clone().try_acquire_owned() {
@@ -154,16 +154,19 @@ impl Worker {
                 };
                 let worker = self.clone();
                 let busy = busy.clone();
-                let request = unit[0].request_id;
+                let mut requests: Vec<Uuid> = unit.iter().map(|j| j.request_id).collect();
+                requests.dedup();
                 if let Ok(mut b) = busy.lock() {
-                    b.push(request);
+                    b.extend_from_slice(&requests);
                 }
                 in_flight.spawn(async move {
                     worker.process_unit(unit).await;
-                    if let Ok(mut b) = busy.lock()
-                        && let Some(i) = b.iter().position(|r| *r == request)
-                    {
-                        b.swap_remove(i);
+                    if let Ok(mut b) = busy.lock() {
+                        for request in requests {
+                            if let Some(i) = b.iter().position(|r| *r == request) {
+                                b.swap_remove(i);
+                            }
+                        }
                     }
                     drop(held);
                 });
@@ -200,7 +203,7 @@ impl Worker {
         let claimed = self.claim(self.settings.concurrency, &[]).await?;
         let n = claimed.len();
         join_all(
-            self.units(claimed)
+            self.tasks(claimed)
                 .into_iter()
                 .map(|unit| self.process_unit(unit)),
         )
@@ -208,8 +211,23 @@ impl Worker {
         Ok(n)
     }
 
-    /// Claimed jobs as units of work (never more units than the claim was for): the jobs of a
-    /// request on gdprd's own tables together, every other job alone.
+    /// Claimed jobs as units of work (never more units than the claim was for, see
+    /// [`queue::claim`]): the jobs of a request on gdprd's own tables together, bundles up to
+    /// [`WorkerSettings::bundle_batch`] together, every other job alone.
+    fn tasks(&self, claimed: Vec<Claimed>) -> Vec<Vec<Claimed>> {
+        let batch = self.settings.bundle_batch.max(1);
+        let (bundles, jobs): (Vec<Claimed>, Vec<Claimed>) =
+            claimed.into_iter().partition(|j| j.bundle_jobs.is_some());
+        let mut units = self.units(jobs);
+        let mut bundles = bundles.into_iter().peekable();
+        while bundles.peek().is_some() {
+            units.push(bundles.by_ref().take(batch).collect());
+        }
+        units
+    }
+
+    /// Claimed jobs that are not bundles as units of work: the jobs of a request on gdprd's own
+    /// tables together, every other job alone.
     fn units(&self, claimed: Vec<Claimed>) -> Vec<Vec<Claimed>> {
         let mut units: Vec<Vec<Claimed>> = Vec::new();
         for job in claimed {
@@ -233,10 +251,12 @@ impl Worker {
     }
 
     async fn process_unit(&self, unit: Vec<Claimed>) {
-        if self.together.contains(&unit[0].service) {
+        if unit[0].bundle_jobs.is_some() {
+            self.process_bundles(unit).await;
+        } else if self.together.contains(&unit[0].service) {
             self.process_together(unit).await;
         } else {
-            join_all(unit.into_iter().map(|job| self.process(job))).await;
+            join_all(unit.into_iter().map(|job| self.process_job(job))).await;
         }
     }
 
@@ -250,17 +270,19 @@ impl Worker {
         let lease = self.lease();
         // A claim lost to a crash leaves its jobs queued, so it need not wait for the disk.
         let mut tx = self.begin().await?;
-        let claimed =
-            queue::claim(&mut tx, &self.id, lease, limit as i64, busy, &self.together).await?;
+        let bundles = self.settings.bundle_batch.max(1) as i64;
+        let claimed = queue::claim(
+            &mut tx,
+            &self.id,
+            lease,
+            limit as i64,
+            busy,
+            &self.together,
+            bundles,
+        )
+        .await?;
         tx.commit().await?;
         Ok(claimed)
-    }
-
-    async fn process(&self, job: Claimed) {
-        match job.bundle_jobs {
-            Some(_) => self.process_bundle(job).await,
-            None => self.process_job(job).await,
-        }
     }
 
     /// Runs a job that is not a bundle, and records its failure.

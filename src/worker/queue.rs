@@ -37,21 +37,24 @@ pub struct Claimed {
 /// Claims ready jobs for up to `limit` units of work: queued jobs whose time has come, and
 /// running ones whose lease has expired (their worker died), each expired job a unit of its own.
 /// The queued jobs of one request whose service is among `together` (the services of tables in
-/// gdprd's own database) form one unit: the worker runs them in one transaction. Every other
+/// gdprd's own database) form one unit: the worker runs them in one transaction. Up to `bundles`
+/// queued bundles ([`BUNDLE`](crate::requests::create::BUNDLE)) of different requests form one
+/// unit too, which the worker also runs in one transaction (see `Worker::tasks`). Every other
 /// queued job is a unit of its own.
 ///
 /// Each kind is read through its own partial index in `run_at` or lease order, so that a scan
 /// stops after the first rows it needs and marks the index entries of finished jobs dead as it
 /// passes them (one bitmap scan over both indexes, as before, re-read every job finished since
-/// the last vacuum: 0.54 ms a claim under load). Among the oldest ready units, those of
-/// different requests go first: jobs of one request all update that request's row as they
-/// finish, and several of them at once only wait for one another. So the units of `busy`
-/// requests (those the worker is running jobs of) come last, then the first queued unit of each
-/// request, then the second, and so on. The chosen jobs are then locked by their row address,
-/// and taken if still queued once locked (another worker may have taken one in between: its row
-/// has moved, or it is no longer queued). What the jobs need of their requests comes back with
-/// them, and a request of which no job had started is now `SEARCHING` (a unit's work commits at
-/// once, so this is the status shown while it runs).
+/// the last vacuum: 0.54 ms a claim under load). Among the oldest ready jobs, those of different
+/// requests go first: jobs of one request all update that request's row as they finish, and
+/// several of them at once only wait for one another. So the jobs of `busy` requests (those the
+/// worker is running jobs of) come last, then the first queued job (or jobs run together) of
+/// each request, then the second, and so on; they are taken in that order while they fit in
+/// `limit` units. The chosen jobs are then locked by their row address, and taken if still
+/// queued once locked (another worker may have taken one in between: its row has moved, or it
+/// is no longer queued). What the jobs need of their requests comes back with them, and a
+/// request of which no job had started is now `SEARCHING` (a unit's work commits at once, so
+/// this is the status shown while it runs).
 pub async fn claim(
     conn: &mut PgConnection,
     worker: &str,
@@ -59,6 +62,7 @@ pub async fn claim(
     limit: i64,
     busy: &[Uuid],
     together: &[String],
+    bundles: i64,
 ) -> sqlx::Result<Vec<Claimed>> {
     sqlx::query_as(
         "WITH expired AS (
@@ -68,21 +72,29 @@ pub async fn claim(
                  LIMIT $3
                    FOR UPDATE SKIP LOCKED),
               ready AS (
-                SELECT ctid, request_id, run_at,
+                SELECT ctid, request_id, run_at, bundle_jobs IS NOT NULL AS bundle,
                        CASE WHEN service = ANY ($5) THEN request_id ELSE id END AS unit
                   FROM gdpr_jobs
                  WHERE status = 'queued' AND run_at <= now()
                  ORDER BY run_at
-                 LIMIT $3 * 8),
+                 LIMIT $3 * greatest(8, $6)),
               units AS (
-                SELECT unit, request_id, min(run_at) AS run_at FROM ready
+                SELECT unit, request_id, min(run_at) AS run_at, bool_and(bundle) AS bundle,
+                       row_number() OVER (PARTITION BY request_id
+                                          ORDER BY min(run_at), unit) AS nth
+                  FROM ready
                  GROUP BY unit, request_id),
+              ranked AS (
+                SELECT unit,
+                       count(*) FILTER (WHERE NOT bundle) OVER w AS alone,
+                       count(*) FILTER (WHERE bundle) OVER w AS bundles
+                  FROM units
+                WINDOW w AS (ORDER BY request_id = ANY ($4), nth, run_at, unit
+                             ROWS UNBOUNDED PRECEDING)),
               chosen AS (
-                SELECT unit FROM units
-                 ORDER BY request_id = ANY ($4),
-                          row_number() OVER (PARTITION BY request_id ORDER BY run_at, unit),
-                          run_at
-                 LIMIT greatest($3 - (SELECT count(*) FROM expired), 0)),
+                SELECT unit FROM ranked
+                 WHERE alone + ceil(bundles::numeric / greatest($6, 1))
+                       <= $3 - (SELECT count(*) FROM expired)),
               taken AS (
                 SELECT id, status FROM gdpr_jobs
                  WHERE ctid = ANY (ARRAY(SELECT ctid FROM ready
@@ -109,6 +121,7 @@ pub async fn claim(
     .bind(limit)
     .bind(busy)
     .bind(together)
+    .bind(bundles)
     .fetch_all(conn)
     .await
 }
@@ -699,6 +712,16 @@ mod tests {
         busy: &[Uuid],
         together: &[&str],
     ) -> Vec<Claimed> {
+        claim_with(pool, limit, busy, together, 1).await
+    }
+
+    async fn claim_with(
+        pool: &PgPool,
+        limit: i64,
+        busy: &[Uuid],
+        together: &[&str],
+        bundles: i64,
+    ) -> Vec<Claimed> {
         let mut conn = pool.acquire().await.unwrap();
         let together: Vec<String> = together.iter().map(|s| (*s).to_owned()).collect();
         claim(
@@ -708,6 +731,7 @@ mod tests {
             limit,
             busy,
             &together,
+            bundles,
         )
         .await
         .unwrap()
@@ -800,6 +824,57 @@ mod tests {
         expected.extend(all(3, &["s3"]));
         assert_eq!(requests(&rest), expected);
         assert!(claim_units(&pool, 5, &[], &["s1", "s2"]).await.is_empty());
+    }
+
+    /// Bundles of requests 1, 2 and 3 of [`QUEUE`]'s organization, queued in that order, then a
+    /// job of request 4, and no other job.
+    const BUNDLES: &str = "
+        DELETE FROM gdpr_jobs;
+        INSERT INTO gdpr_jobs (id, request_id, service, action, status, max_attempts, run_at,
+                               bundle_jobs)
+        SELECT gen_random_uuid(), ('00000000-0000-0000-0000-00000000000' || r)::uuid, '_bundle',
+               'bundle', 'queued', 5, now() - make_interval(secs => 100 - r),
+               '[[\"s1\", \"summarize\"]]'
+          FROM generate_series(1, 3) r;
+        INSERT INTO gdpr_jobs (id, request_id, service, action, status, max_attempts, run_at)
+        VALUES (gen_random_uuid(), '00000000-0000-0000-0000-000000000004', 's1', 'summarize',
+                'queued', 5, now() - interval '10 seconds');";
+
+    #[sqlx::test]
+    async fn a_claim_counts_bundles_several_to_a_unit_of_work(pool: PgPool) {
+        sqlx::raw_sql(QUEUE).execute(&pool).await.unwrap();
+        let requests = |jobs: &[Claimed]| {
+            let mut r: Vec<(Uuid, bool)> = jobs
+                .iter()
+                .map(|j| (j.request_id, j.bundle_jobs.is_some()))
+                .collect();
+            r.sort();
+            r
+        };
+        let bundle = |n: u8| (request(n), true);
+
+        // A bundle to a unit: two units are the two oldest bundles.
+        sqlx::raw_sql(BUNDLES).execute(&pool).await.unwrap();
+        let claimed = claim_with(&pool, 2, &[], &[], 1).await;
+        assert_eq!(requests(&claimed), [bundle(1), bundle(2)]);
+
+        // Three to a unit: the three bundles are one unit, the job of request 4 the other.
+        sqlx::raw_sql(BUNDLES).execute(&pool).await.unwrap();
+        let claimed = claim_with(&pool, 2, &[], &[], 3).await;
+        assert_eq!(
+            requests(&claimed),
+            [bundle(1), bundle(2), bundle(3), (request(4), false)]
+        );
+
+        // Two to a unit, one unit at a time: never more than fits, in their order.
+        sqlx::raw_sql(BUNDLES).execute(&pool).await.unwrap();
+        let first = claim_with(&pool, 1, &[], &[], 2).await;
+        assert_eq!(requests(&first), [bundle(1), bundle(2)]);
+        let second = claim_with(&pool, 1, &[], &[], 2).await;
+        assert_eq!(requests(&second), [bundle(3)]);
+        let third = claim_with(&pool, 1, &[], &[], 2).await;
+        assert_eq!(requests(&third), [(request(4), false)]);
+        assert!(claim_with(&pool, 1, &[], &[], 2).await.is_empty());
     }
 
     /// Request 1 of [`QUEUE`]'s organization queued as a bundle of two services' jobs, and no

@@ -43,6 +43,33 @@ enum Stopped {
     Failed,
 }
 
+/// Logs the jobs a run completed and the finalize job it ran.
+fn log_done(ran: Ran<'_>) {
+    for (job, took) in ran
+        .completed
+        .into_iter()
+        .chain(ran.finalized.as_ref().map(|(j, t)| (j, *t)))
+    {
+        tracing::info!(
+            request_id = %job.request_id, service = %job.service, action = %job.action,
+            attempt = job.attempts, ms = took.as_millis() as u64, "job done"
+        );
+    }
+}
+
+/// Why an unguarded run stopped when `job`'s action failed with `e` (see [`Stopped`]).
+fn stopped(job: &Claimed, e: &anyhow::Error) -> Stopped {
+    let execute = e.downcast_ref::<ExecuteError>();
+    if execute.is_some_and(ExecuteError::is_missing_table) {
+        return Stopped::MissingTable;
+    }
+    tracing::debug!(
+        request_id = %job.request_id, service = %job.service, error = %format!("{e:#}"),
+        "an action failed; its unit runs again, guarded or as its services' jobs"
+    );
+    Stopped::Failed
+}
+
 /// A failure that another attempt would meet again (the service refused the job, or answered
 /// something that is not a result): the job fails at once with this reason.
 #[derive(Debug, thiserror::Error)]
@@ -151,16 +178,7 @@ impl Worker {
                 .ok()
                 .context("a guarded run of a unit always ends")?,
         };
-        for (job, took) in ran
-            .completed
-            .into_iter()
-            .chain(ran.finalized.as_ref().map(|(j, t)| (j, *t)))
-        {
-            tracing::info!(
-                request_id = %job.request_id, service = %job.service, action = %job.action,
-                attempt = job.attempts, ms = took.as_millis() as u64, "job done"
-            );
-        }
+        log_done(ran);
         Ok(())
     }
 
@@ -175,13 +193,9 @@ impl Worker {
     /// of it elsewhere than in gdprd's database, or not at all, it becomes its jobs, queued, and
     /// each goes where this catalog says (as they would have, queued one by one).
     pub(super) async fn process_bundle(&self, bundle: Claimed) {
-        let jobs = queue::bundle_jobs(&bundle);
-        let local = jobs.iter().all(|j| {
-            self.catalog
-                .service(&j.service)
-                .is_some_and(|s| matches!(s.location, Location::Local))
-        });
+        let local = self.is_local(&bundle);
         if local && bundle.attempts <= bundle.max_attempts {
+            let jobs = queue::bundle_jobs(&bundle);
             match self.run_together(&jobs, Run::Bundle(&bundle)).await {
                 Ok(()) => return,
                 Err(e) => tracing::debug!(
@@ -211,14 +225,101 @@ impl Worker {
         }
     }
 
+    /// Whether this worker's catalog has every service of `bundle` in gdprd's database.
+    fn is_local(&self, bundle: &Claimed) -> bool {
+        let planned = bundle.bundle_jobs.as_ref().map(|j| j.0.as_slice());
+        planned.unwrap_or_default().iter().all(|(service, _)| {
+            self.catalog
+                .service(service)
+                .is_some_and(|s| matches!(s.location, Location::Local))
+        })
+    }
+
+    /// Bundles claimed as one unit of work (see [`Worker::tasks`]): run in one transaction on one
+    /// connection, each as [`Worker::process_bundle`] runs one (its services' jobs, its row
+    /// replaced by theirs, its request finalized), so that they share a claim, a transaction and
+    /// its commit. Should any of them fail, or the transaction, nothing of it stays and each
+    /// goes on alone as [`Worker::process_bundle`] does: a failure is then its bundle's alone. A
+    /// bundle that has used up its attempts, or has a service elsewhere than in gdprd's
+    /// database, goes on alone at once.
+    pub(super) async fn process_bundles(&self, bundles: Vec<Claimed>) {
+        let (together, mut alone): (Vec<Claimed>, Vec<Claimed>) = bundles
+            .into_iter()
+            .partition(|b| b.attempts <= b.max_attempts && self.is_local(b));
+        if together.len() > 1 {
+            match self.run_bundles(&together).await {
+                Ok(()) => {}
+                Err(e) => {
+                    tracing::debug!(
+                        bundles = together.len(), error = %format!("{e:#}"),
+                        "bundles run together failed; each runs again alone"
+                    );
+                    alone.extend(together);
+                }
+            }
+        } else {
+            alone.extend(together);
+        }
+        for bundle in alone {
+            self.process_bundle(bundle).await;
+        }
+    }
+
+    /// Runs `bundles` in one transaction (see [`Worker::process_bundles`]). As in
+    /// [`Worker::run_together`], a connection that lacks a working table makes the bundles' and
+    /// the run starts over. `Err` when any of them failed or another worker took one over.
+    async fn run_bundles(&self, bundles: &[Claimed]) -> anyhow::Result<()> {
+        let jobs: Vec<Vec<Claimed>> = bundles.iter().map(queue::bundle_jobs).collect();
+        let mut conn = self.pool.acquire().await?;
+        let mut ran = self.run_bundles_on(&mut conn, bundles, &jobs).await?;
+        if let Err(Stopped::MissingTable) = ran {
+            self.prepare_tables(&mut conn, jobs.iter().flatten())
+                .await?;
+            ran = self.run_bundles_on(&mut conn, bundles, &jobs).await?;
+        }
+        let Ok(ran) = ran else {
+            anyhow::bail!("an action or a finalization failed");
+        };
+        for ran in ran {
+            log_done(ran);
+        }
+        Ok(())
+    }
+
+    /// One run of `bundles`, whose jobs are `jobs`, in one transaction on `conn`: each as
+    /// [`Worker::run_bundle_in`]. `Err` is a failure of the transaction itself.
+    async fn run_bundles_on<'j>(
+        &self,
+        conn: &mut PgConnection,
+        bundles: &'j [Claimed],
+        jobs: &'j [Vec<Claimed>],
+    ) -> anyhow::Result<Result<Vec<Ran<'j>>, Stopped>> {
+        let mut tx = Worker::begin_on(conn).await?;
+        let mut ran = Vec::with_capacity(bundles.len());
+        for (bundle, jobs) in bundles.iter().zip(jobs) {
+            match self.run_bundle_in(&mut tx, bundle, jobs).await? {
+                Ok(Some(one)) => ran.push(one),
+                // Another worker took this one over: alone, each finds out what is its own.
+                Ok(None) => return Ok(Err(Stopped::Failed)),
+                Err(stopped) => return Ok(Err(stopped)),
+            }
+        }
+        tx.commit().await?;
+        Ok(Ok(ran))
+    }
+
     /// Makes the working tables of the unit's services that `conn`'s session lacks.
     async fn prepare_tables(
         &self,
         conn: &mut PgConnection,
-        jobs: &[Claimed],
+        jobs: impl IntoIterator<Item = &Claimed>,
     ) -> anyhow::Result<()> {
+        let mut prepared: Vec<&str> = Vec::new();
         for job in jobs {
-            catalog::prepare(conn, self.service_of(job)?).await?;
+            if !prepared.contains(&job.service.as_str()) {
+                catalog::prepare(conn, self.service_of(job)?).await?;
+                prepared.push(&job.service);
+            }
         }
         Ok(())
     }
@@ -237,28 +338,29 @@ impl Worker {
         run: Run<'j>,
     ) -> anyhow::Result<Result<Ran<'j>, Stopped>> {
         let guarded = matches!(run, Run::Guarded);
-        let request_id = match run {
-            Run::Bundle(bundle) => bundle.request_id,
-            _ => jobs[0].request_id,
-        };
         let mut tx = Worker::begin_on(conn).await?;
+        if let Run::Bundle(bundle) = run {
+            return Ok(match self.run_bundle_in(&mut tx, bundle, jobs).await? {
+                Ok(Some(ran)) => {
+                    tx.commit().await?;
+                    Ok(ran)
+                }
+                // Another worker took the bundle over: nothing of this run may stay.
+                Ok(None) => Ok(Ran {
+                    completed: Vec::new(),
+                    finalized: None,
+                }),
+                Err(stopped) => Err(stopped),
+            });
+        }
+        let request_id = jobs[0].request_id;
         let (mut finished, mut searched) = (false, false);
         let mut done = Vec::with_capacity(jobs.len());
         for job in jobs {
             let started = std::time::Instant::now();
             match self.act(&mut tx, job, guarded).await {
                 Ok(outcome) => done.push((job, outcome, started.elapsed())),
-                Err(e) if !guarded => {
-                    let execute = e.downcast_ref::<ExecuteError>();
-                    if execute.is_some_and(ExecuteError::is_missing_table) {
-                        return Ok(Err(Stopped::MissingTable));
-                    }
-                    tracing::debug!(
-                        %request_id, service = %job.service, error = %format!("{e:#}"),
-                        "an action failed; the unit runs again, guarded"
-                    );
-                    return Ok(Err(Stopped::Failed));
-                }
+                Err(e) if !guarded => return Ok(Err(stopped(job, &e))),
                 Err(e) => {
                     let matched = e.downcast_ref::<ExecuteError>().and_then(|e| e.matched());
                     if let Some(matched) = matched {
@@ -267,41 +369,6 @@ impl Worker {
                     finished |= self.fail_job(&mut tx, job, &e).await?;
                 }
             }
-        }
-        if let Run::Bundle(bundle) = run {
-            // What the jobs did goes to the finalization in memory, the exports too: the jobs'
-            // rows, which it would otherwise read back, are written without the exports.
-            let results: Vec<finalize::JobResult> = done
-                .iter_mut()
-                .map(|(j, o, _)| finalize::JobResult::completed(&j.service, j.attempts, o))
-                .collect();
-            let outcomes: Vec<(&Claimed, &Outcome)> =
-                done.iter().map(|(j, o, _)| (*j, o)).collect();
-            if !queue::complete_bundle(&mut tx, bundle, &self.id, &outcomes).await? {
-                // Another worker took the bundle over: nothing of this run may stay.
-                return Ok(Ok(Ran {
-                    completed: Vec::new(),
-                    finalized: None,
-                }));
-            }
-            let finalized = match self
-                .finalize_taken(&mut tx, bundle.clone(), Some(results))
-                .await
-            {
-                Ok(finalized) => finalized,
-                Err(e) => {
-                    tracing::debug!(
-                        %request_id, error = %format!("{e:#}"),
-                        "a bundle's finalization failed; it runs again as its services' jobs"
-                    );
-                    return Ok(Err(Stopped::Failed));
-                }
-            };
-            tx.commit().await?;
-            return Ok(Ok(Ran {
-                completed: done.into_iter().map(|(j, _, took)| (j, took)).collect(),
-                finalized: Some(finalized),
-            }));
         }
         let mut completed = Vec::new();
         if !done.is_empty() {
@@ -348,6 +415,50 @@ impl Worker {
             completed,
             finalized,
         }))
+    }
+
+    /// One run of a bundle in `tx` (see [`Run::Bundle`]): its services' jobs `jobs` (made by
+    /// [`queue::bundle_jobs`]), unguarded, then the bundle's row replaced by theirs, completed,
+    /// and its request finalized. `Ok(None)`: another worker took the bundle over, and nothing
+    /// of this run may stay (the caller rolls back).
+    async fn run_bundle_in<'j>(
+        &self,
+        tx: &mut PgConnection,
+        bundle: &'j Claimed,
+        jobs: &'j [Claimed],
+    ) -> anyhow::Result<Result<Option<Ran<'j>>, Stopped>> {
+        let mut done = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let started = std::time::Instant::now();
+            match self.act(tx, job, false).await {
+                Ok(outcome) => done.push((job, outcome, started.elapsed())),
+                Err(e) => return Ok(Err(stopped(job, &e))),
+            }
+        }
+        // What the jobs did goes to the finalization in memory, the exports too: the jobs'
+        // rows, which it would otherwise read back, are written without the exports.
+        let results: Vec<finalize::JobResult> = done
+            .iter_mut()
+            .map(|(j, o, _)| finalize::JobResult::completed(&j.service, j.attempts, o))
+            .collect();
+        let outcomes: Vec<(&Claimed, &Outcome)> = done.iter().map(|(j, o, _)| (*j, o)).collect();
+        if !queue::complete_bundle(tx, bundle, &self.id, &outcomes).await? {
+            return Ok(Ok(None));
+        }
+        let finalized = match self.finalize_taken(tx, bundle.clone(), Some(results)).await {
+            Ok(finalized) => finalized,
+            Err(e) => {
+                tracing::debug!(
+                    request_id = %bundle.request_id, error = %format!("{e:#}"),
+                    "a bundle's finalization failed; it runs again as its services' jobs"
+                );
+                return Ok(Err(Stopped::Failed));
+            }
+        };
+        Ok(Ok(Some(Ran {
+            completed: done.into_iter().map(|(j, _, took)| (j, took)).collect(),
+            finalized: Some(finalized),
+        })))
     }
 
     /// When a unit finished its request's last service job, the request is finalized in the

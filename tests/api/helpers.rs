@@ -132,6 +132,24 @@ impl TestApp {
         }
     }
 
+    /// Starts a background worker with the demo catalog and `settings` (for an app spawned
+    /// without one); it stops when the guard is dropped.
+    pub async fn start_worker(&self, settings: WorkerSettings) -> tokio_util::sync::DropGuard {
+        let catalog = Catalog::load(std::path::Path::new("catalog/demo.toml")).unwrap();
+        let key = ServerKey::load_or_create(&self.pool).await.unwrap();
+        let normalizer = Normalizer::new("US").unwrap();
+        let worker = Worker::new(
+            self.pool.clone(),
+            Arc::new(catalog),
+            key,
+            normalizer,
+            settings,
+        );
+        let stop = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(worker.run(stop.clone()));
+        stop.drop_guard()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::helpers::{ALL_PERMISSIONS, TestApp, expect_error, seed};
+use crate::helpers::{ALL_PERMISSIONS, TestApp, expect_error, fast_worker, seed};
 
 async fn seeded(pool: PgPool) -> (TestApp, String) {
     seed(&pool, 40).await;
@@ -631,6 +631,134 @@ fn assert_completed_at_first_attempt(request: &Value, except: &[&str]) {
             );
         }
     }
+}
+
+/// An app without a worker, over seeded data, and email addresses of `n` of its people, each
+/// the only subject with that address.
+async fn people_waiting(pool: PgPool, n: i64) -> (TestApp, String, Vec<String>) {
+    seed(&pool, 40).await;
+    let app = TestApp::spawn_without_worker(pool).await;
+    let token = app.token("demo", ALL_PERMISSIONS).await;
+    let emails: Vec<String> = sqlx::query_scalar(
+        "SELECT c.work_email FROM demo.external_contacts c
+          WHERE (SELECT count(DISTINCT i.subject_id) FROM subject_identifiers i
+                  WHERE i.id_type = 'EMAIL' AND i.value = lower(c.work_email)) = 1
+          ORDER BY c.work_email LIMIT $1",
+    )
+    .bind(n)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(emails.len() as i64, n);
+    (app, token, emails)
+}
+
+/// Submits an erasure of the person with email address `email`; returns its id.
+async fn erase(app: &TestApp, token: &str, email: &str) -> String {
+    let request = app
+        .accepted(
+            token,
+            json!({"requestType": "GDPR_DELETE", "subject": {"emailAddresses": [email]}}),
+        )
+        .await;
+    request["id"].as_str().unwrap().to_owned()
+}
+
+#[sqlx::test]
+async fn erasures_waiting_together_are_run_by_one_transaction(pool: PgPool) {
+    let (app, token, emails) = people_waiting(pool, 3).await;
+    let mut ids = Vec::new();
+    for email in &emails {
+        ids.push(erase(&app, &token, email).await);
+    }
+    // The worker's first claim finds the three bundles waiting: one unit of work.
+    let _worker = app.start_worker(fast_worker()).await;
+    for id in &ids {
+        let done = app.finished(&token, id).await;
+        assert_eq!(done["status"], "COMPLETED", "{done}");
+        assert_eq!(done["jobs"].as_array().unwrap().len(), 7, "{done}");
+        assert_completed_at_first_attempt(&done, &[]);
+        let contacts = job(&done, "externalContacts");
+        assert!(contacts["deleted"].as_i64() >= Some(1), "{contacts}");
+    }
+    let ids: Vec<Uuid> = ids.iter().map(|id| id.parse().unwrap()).collect();
+    let transactions: i64 = sqlx::query_scalar(
+        "SELECT count(DISTINCT xmin::text) FROM gdpr_requests WHERE id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        transactions, 1,
+        "the three were finished by one transaction"
+    );
+    let left: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM demo.external_contacts WHERE work_email = ANY($1)",
+    )
+    .bind(&emails)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(left, 0, "every one of them is erased");
+}
+
+#[sqlx::test]
+async fn of_erasures_run_together_one_that_fails_fails_alone(pool: PgPool) {
+    let (app, token, emails) = people_waiting(pool, 3).await;
+    // The contact store refuses to delete the second person's contact, every time.
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF OLD.work_email = '{}' THEN RAISE EXCEPTION 'contact store refused the row'; END IF;
+           RETURN OLD;
+         END $$;
+         CREATE TRIGGER refuse BEFORE DELETE ON demo.external_contacts
+           FOR EACH ROW EXECUTE FUNCTION refuse();",
+        emails[1]
+    )))
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let mut ids = Vec::new();
+    for email in &emails {
+        ids.push(erase(&app, &token, email).await);
+    }
+    let _worker = app.start_worker(fast_worker()).await;
+    let mut finished = Vec::new();
+    for id in &ids {
+        finished.push(app.finished(&token, id).await);
+    }
+    // The others completed, each at its first attempt, as if the refusal had not happened.
+    for done in [&finished[0], &finished[2]] {
+        assert_eq!(done["status"], "COMPLETED", "{done}");
+        assert_completed_at_first_attempt(done, &[]);
+    }
+    // The refused one failed, for the reason its service gave, and its other services' work
+    // stands.
+    let failed = &finished[1];
+    assert_eq!(failed["status"], "ERROR", "{failed}");
+    let contacts = job(failed, "externalContacts");
+    assert_eq!(contacts["status"], "ERROR", "{contacts}");
+    assert!(
+        contacts["error"]
+            .to_string()
+            .contains("contact store refused the row"),
+        "{contacts}"
+    );
+    assert_completed_at_first_attempt(failed, &["externalContacts"]);
+    let left: Vec<String> = sqlx::query_scalar(
+        "SELECT work_email FROM demo.external_contacts WHERE work_email = ANY($1)",
+    )
+    .bind(&emails)
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        left,
+        [emails[1].clone()],
+        "only the refused contact is left"
+    );
 }
 
 #[sqlx::test]
