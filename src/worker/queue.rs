@@ -302,6 +302,27 @@ pub async fn complete_bundle(
     .await
 }
 
+/// Renews the lease of the jobs `holder` still holds among `ids`, for `lease` from now: a unit
+/// that runs its jobs a second time (bundles run together whose transaction failed, each then run
+/// alone) has a whole lease for it. Returns how many it still held.
+pub async fn renew_leases(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+    holder: &str,
+    lease: Duration,
+) -> sqlx::Result<u64> {
+    let renewed = sqlx::query(
+        "UPDATE gdpr_jobs SET locked_until = now() + make_interval(secs => $3)
+          WHERE id = ANY($1) AND locked_by = $2 AND status = 'running'",
+    )
+    .bind(ids)
+    .bind(holder)
+    .bind(lease.as_secs_f64())
+    .execute(conn)
+    .await?;
+    Ok(renewed.rows_affected())
+}
+
 /// A bundle's service jobs as jobs of their own, each with the id its row will have, the bundle's
 /// attempts and lease, and its request's work.
 pub fn bundle_jobs(bundle: &Claimed) -> Vec<Claimed> {
@@ -875,6 +896,46 @@ mod tests {
         let third = claim_with(&pool, 1, &[], &[], 2).await;
         assert_eq!(requests(&third), [(request(4), false)]);
         assert!(claim_with(&pool, 1, &[], &[], 2).await.is_empty());
+    }
+
+    #[sqlx::test]
+    async fn a_lease_is_renewed_only_for_its_holder(pool: PgPool) {
+        sqlx::raw_sql(QUEUE).execute(&pool).await.unwrap();
+        sqlx::raw_sql(BUNDLES).execute(&pool).await.unwrap();
+        let claimed = claim_with(&pool, 1, &[], &[], 3).await;
+        let ids: Vec<Uuid> = claimed.iter().map(|j| j.id).collect();
+        assert_eq!(ids.len(), 3);
+        let until = || async {
+            let until: Vec<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(
+                "SELECT locked_until FROM gdpr_jobs WHERE id = ANY($1) ORDER BY id",
+            )
+            .bind(&ids)
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+            until
+        };
+        let before = until().await;
+        let mut conn = pool.acquire().await.unwrap();
+        let long = Duration::from_secs(600);
+
+        assert_eq!(
+            renew_leases(&mut conn, &ids, "other", long).await.unwrap(),
+            0
+        );
+        assert_eq!(until().await, before, "another worker renews nothing");
+
+        assert_eq!(renew_leases(&mut conn, &ids, "w", long).await.unwrap(), 3);
+        let after = until().await;
+        let in_ten_minutes = chrono::Utc::now() + chrono::Duration::seconds(590);
+        assert!(after.iter().all(|u| *u > in_ten_minutes), "{after:?}");
+        // The job of request 4 was not claimed: it has no lease to renew.
+        let queued: Option<chrono::DateTime<chrono::Utc>> =
+            sqlx::query_scalar("SELECT locked_until FROM gdpr_jobs WHERE bundle_jobs IS NULL")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(queued, None);
     }
 
     /// Request 1 of [`QUEUE`]'s organization queued as a bundle of two services' jobs, and no

@@ -254,6 +254,12 @@ impl Worker {
                         bundles = together.len(), error = %format!("{e:#}"),
                         "bundles run together failed; each runs again alone"
                     );
+                    // Their second run has a whole lease (should this fail, their lease as it
+                    // stands runs out at worst, and another worker takes over what is left).
+                    let ids: Vec<Uuid> = together.iter().map(|b| b.id).collect();
+                    if let Err(e) = self.renew_leases(&ids).await {
+                        tracing::warn!(error = %format!("{e:#}"), "renewing leases failed");
+                    }
                     alone.extend(together);
                 }
             }
@@ -263,6 +269,14 @@ impl Worker {
         for bundle in alone {
             self.process_bundle(bundle).await;
         }
+    }
+
+    /// Renews this worker's lease of the jobs `ids` (see [`queue::renew_leases`]).
+    async fn renew_leases(&self, ids: &[Uuid]) -> anyhow::Result<()> {
+        let mut tx = self.begin().await?;
+        queue::renew_leases(&mut tx, ids, &self.id, self.lease()).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Runs `bundles` in one transaction (see [`Worker::process_bundles`]). As in
