@@ -108,10 +108,12 @@ pub async fn job_result(
             candidates: None,
         });
     }
-    let result: JobResult = serde_json::from_slice(&body).map_err(|e| {
+    // The reason names the field, never its value: a service's body may quote the subject.
+    let result: JobResult = crate::wire::parse_json(&body).map_err(|e| {
         ApiError::bad_request(format!(
-            "The body is not a job result: {e}. Send {{matched, deleted, anonymized, updated, \
-             retained, retainedReason, export}} or {{error}}."
+            "The body is not a job result ({}). Send {{matched, deleted, anonymized, updated, \
+             retained, retainedReason, export}} or {{error}}.",
+            e.without_values()
         ))
     })?;
     let mut tx = state.pool.begin().await?;
