@@ -665,42 +665,77 @@ async fn erase(app: &TestApp, token: &str, email: &str) -> String {
 }
 
 #[sqlx::test]
-async fn erasures_waiting_together_are_run_by_one_transaction(pool: PgPool) {
-    let (app, token, emails) = people_waiting(pool, 3).await;
-    let mut ids = Vec::new();
-    for email in &emails {
+async fn requests_waiting_together_are_run_by_one_transaction(pool: PgPool) {
+    let (app, token, emails) = people_waiting(pool, 4).await;
+    // An export of the first person, then erasures of the three others.
+    let export = app
+        .accepted(
+            &token,
+            json!({"requestType": "GDPR_EXPORT", "subject": {"emailAddresses": [emails[0]]}}),
+        )
+        .await;
+    let export = export["id"].as_str().unwrap().to_owned();
+    let mut ids = vec![export.clone()];
+    for email in &emails[1..] {
         ids.push(erase(&app, &token, email).await);
     }
-    // The worker's first claim finds the three bundles waiting: one unit of work.
+    // The worker's first claim finds the four bundles waiting: one unit of work.
     let _worker = app.start_worker(fast_worker()).await;
     for id in &ids {
         let done = app.finished(&token, id).await;
         assert_eq!(done["status"], "COMPLETED", "{done}");
         assert_eq!(done["jobs"].as_array().unwrap().len(), 7, "{done}");
         assert_completed_at_first_attempt(&done, &[]);
-        let contacts = job(&done, "externalContacts");
-        assert!(contacts["deleted"].as_i64() >= Some(1), "{contacts}");
+        if *id != export {
+            let contacts = job(&done, "externalContacts");
+            assert!(contacts["deleted"].as_i64() >= Some(1), "{contacts}");
+        }
     }
-    let ids: Vec<Uuid> = ids.iter().map(|id| id.parse().unwrap()).collect();
+    let uuids: Vec<Uuid> = ids.iter().map(|id| id.parse().unwrap()).collect();
     let transactions: i64 = sqlx::query_scalar(
         "SELECT count(DISTINCT xmin::text) FROM gdpr_requests WHERE id = ANY($1)",
     )
-    .bind(&ids)
+    .bind(&uuids)
     .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(transactions, 1, "the four were finished by one transaction");
+    let left: Vec<String> = sqlx::query_scalar(
+        "SELECT work_email FROM demo.external_contacts WHERE work_email = ANY($1)",
+    )
+    .bind(&emails)
+    .fetch_all(&app.pool)
     .await
     .unwrap();
     assert_eq!(
-        transactions, 1,
-        "the three were finished by one transaction"
+        left,
+        [emails[0].clone()],
+        "the three erased, the exported one kept"
     );
-    let left: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM demo.external_contacts WHERE work_email = ANY($1)",
-    )
-    .bind(&emails)
-    .fetch_one(&app.pool)
-    .await
-    .unwrap();
-    assert_eq!(left, 0, "every one of them is erased");
+
+    // The export holds its own person, and nobody erased beside it in the same transaction.
+    let done = app.finished(&token, &export).await;
+    let url = done["resultsUrl"].as_str().unwrap();
+    let bytes = reqwest::get(url).await.unwrap().bytes().await.unwrap();
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
+    let mut everything = String::new();
+    for i in 0..zip.len() {
+        zip.by_index(i)
+            .unwrap()
+            .read_to_string(&mut everything)
+            .unwrap();
+    }
+    let lower = everything.to_lowercase();
+    assert!(
+        lower.contains(&emails[0].to_lowercase()),
+        "the exported person is in it"
+    );
+    for erased in &emails[1..] {
+        assert!(
+            !lower.contains(&erased.to_lowercase()),
+            "{erased} is not in it"
+        );
+    }
 }
 
 #[sqlx::test]
