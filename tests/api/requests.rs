@@ -653,6 +653,15 @@ async fn people_waiting(pool: PgPool, n: i64) -> (TestApp, String, Vec<String>) 
     (app, token, emails)
 }
 
+/// Those of `emails` that a contact's work address still holds.
+async fn contacts_left(pool: &PgPool, emails: &[String]) -> Vec<String> {
+    sqlx::query_scalar("SELECT work_email FROM demo.external_contacts WHERE work_email = ANY($1)")
+        .bind(emails)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+}
+
 /// Submits an erasure of the person with email address `email`; returns its id.
 async fn erase(app: &TestApp, token: &str, email: &str) -> String {
     let request = app
@@ -700,13 +709,7 @@ async fn requests_waiting_together_are_run_by_one_transaction(pool: PgPool) {
     .await
     .unwrap();
     assert_eq!(transactions, 1, "the four were finished by one transaction");
-    let left: Vec<String> = sqlx::query_scalar(
-        "SELECT work_email FROM demo.external_contacts WHERE work_email = ANY($1)",
-    )
-    .bind(&emails)
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
+    let left = contacts_left(&app.pool, &emails).await;
     assert_eq!(
         left,
         [emails[0].clone()],
@@ -782,13 +785,7 @@ async fn of_erasures_run_together_one_that_fails_fails_alone(pool: PgPool) {
         "{contacts}"
     );
     assert_completed_at_first_attempt(failed, &["externalContacts"]);
-    let left: Vec<String> = sqlx::query_scalar(
-        "SELECT work_email FROM demo.external_contacts WHERE work_email = ANY($1)",
-    )
-    .bind(&emails)
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
+    let left = contacts_left(&app.pool, &emails).await;
     assert_eq!(
         left,
         [emails[1].clone()],
