@@ -79,6 +79,19 @@ impl fmt::Debug for GdprSubject {
     }
 }
 
+/// A search result as the subject index holds it: a [`GdprSubject`] that gdprd serialized when it
+/// wrote the record, sent on as PostgreSQL gives it back instead of being parsed into its fields
+/// and serialized again. Its `Debug` names nothing: the record is personal data.
+#[derive(Serialize)]
+#[serde(transparent)]
+pub struct StoredSubject(pub Box<serde_json::value::RawValue>);
+
+impl fmt::Debug for StoredSubject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StoredSubject { redacted }")
+    }
+}
+
 /// `DialerContactId`: a contact of an outbound dialer contact list.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -315,5 +328,22 @@ fn strip_position(message: &str) -> String {
     match message.find(" at line ") {
         Some(i) => message[..i].to_owned(),
         None => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_subject_goes_out_as_stored_and_debug_names_nothing() {
+        let stored = r#"{"name": "Ana García", "emailAddresses": ["ana@example.com"]}"#;
+        let subject = StoredSubject(
+            serde_json::value::RawValue::from_string(stored.to_owned()).expect("JSON"),
+        );
+        let listing = serde_json::to_string(&[&subject]).expect("serializes");
+        assert_eq!(listing, format!("[{stored}]"));
+        let debug = format!("{subject:?}");
+        assert!(!debug.contains("Ana") && !debug.contains("ana@"), "{debug}");
     }
 }

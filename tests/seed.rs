@@ -53,7 +53,11 @@ async fn search(pool: &PgPool, kind: SearchType, raw: &str) -> anyhow::Result<Ve
     let (found, _) = store::search(&mut *pool.acquire().await?, org, kind, &value, page, None)
         .await?
         .expect("a search without a token to confirm always answers");
-    Ok(found)
+    // The records go out as stored: each must read as a subject of the wire model.
+    Ok(found
+        .iter()
+        .map(|record| serde_json::from_str(record.0.get()))
+        .collect::<Result<_, _>>()?)
 }
 
 const TABLES: &[&str] = &[

@@ -18,7 +18,7 @@ use crate::auth::{Caller, Permission};
 use crate::db;
 use crate::index::{SearchType, store};
 use crate::state::AppState;
-use crate::wire::{EntityListing, GdprSubject};
+use crate::wire::{EntityListing, StoredSubject};
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -70,7 +70,7 @@ pub async fn search(
     State(state): State<AppState>,
     caller: SearchCaller,
     Query(query): Query<SearchQuery>,
-) -> Result<Json<EntityListing<GdprSubject>>, ApiError> {
+) -> Result<Json<EntityListing<StoredSubject>>, ApiError> {
     let unconfirmed = match caller {
         SearchCaller::Confirmed(caller) => return run(&state, &caller, &query, None).await,
         SearchCaller::Unconfirmed(unconfirmed) => unconfirmed,
@@ -98,7 +98,7 @@ async fn run(
     caller: &Caller,
     query: &SearchQuery,
     confirm: Option<&TokenDigest>,
-) -> Result<Json<EntityListing<GdprSubject>>, ApiError> {
+) -> Result<Json<EntityListing<StoredSubject>>, ApiError> {
     require(caller, Permission::SubjectView)?;
     let search_type = parse_search_type(query.search_type.as_deref())?;
     let raw_value = query

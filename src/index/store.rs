@@ -1,6 +1,7 @@
 //! The subject index in PostgreSQL: search, bulk write (COPY, straight into the index or into
 //! staging tables and then one set-based merge) and removal.
 
+use serde_json::value::RawValue;
 use sqlx::PgConnection;
 use sqlx::types::Json;
 use uuid::Uuid;
@@ -10,7 +11,7 @@ use super::record::{IndexRecord, RecordKey};
 use crate::auth::Permission;
 use crate::auth::cache::TokenDigest;
 use crate::copy::{Field, Rows, copy_in};
-use crate::wire::{GdprSubject, Page};
+use crate::wire::{Page, StoredSubject};
 
 /// The page of a search's matches, in result order, each with the count of them all: the
 /// subquery both forms of [`search`] share. `$condition` is a further condition of theirs.
@@ -28,11 +29,15 @@ macro_rules! page_of_matches {
     };
 }
 
-/// One page of the index records whose normalized identifier of `kind` equals `value`, and how
-/// many there are in all. One statement: the matches are counted and paged in
-/// subject_identifiers' primary key alone, which holds them in the order of the results (their
-/// records' kind and key), and only the page's records are fetched: the cost follows the page
-/// returned, not how many records share a common name.
+/// An index record's JSON as PostgreSQL gives it back.
+type Record = Json<Box<RawValue>>;
+
+/// One page of the index records whose normalized identifier of `kind` equals `value`, as stored
+/// (they go out as they are, not parsed and serialized again), and how many there are in all.
+/// One statement: the matches are counted and paged in subject_identifiers' primary key alone,
+/// which holds them in the order of the results (their records' kind and key), and only the
+/// page's records are fetched: the cost follows the page returned, not how many records share a
+/// common name.
 ///
 /// With `confirm`, the digest of the caller's bearer token, the same statement also confirms that
 /// the token is live and its client enabled, of organization `org_id` and allowed to search; when
@@ -44,8 +49,8 @@ pub async fn search(
     value: &Normalized,
     page: Page,
     confirm: Option<&TokenDigest>,
-) -> sqlx::Result<Option<(Vec<GdprSubject>, i64)>> {
-    let rows: Vec<(Option<Json<GdprSubject>>, Option<i64>)> = match confirm {
+) -> sqlx::Result<Option<(Vec<StoredSubject>, i64)>> {
+    let rows: Vec<(Option<Record>, Option<i64>)> = match confirm {
         None => {
             sqlx::query_as(concat!(
                 "SELECT s.record, page.total FROM (",
@@ -66,9 +71,8 @@ pub async fn search(
             // One row when the token is not confirmed (no record), else one per record found
             // or, with none found, one without a record. The confirmation is materialized:
             // inlined, it would be evaluated once for each of its two uses.
-            let rows: Vec<(bool, Option<Json<GdprSubject>>, Option<i64>)> =
-                sqlx::query_as(concat!(
-                    "WITH caller AS MATERIALIZED (
+            let rows: Vec<(bool, Option<Record>, Option<i64>)> = sqlx::query_as(concat!(
+                "WITH caller AS MATERIALIZED (
                      SELECT EXISTS (
                          SELECT 1 FROM access_tokens t JOIN api_clients c ON c.id = t.client_id
                           WHERE t.token_hash = $6 AND t.revoked_at IS NULL
@@ -81,21 +85,21 @@ pub async fn search(
                    LEFT JOIN LATERAL (
                        SELECT s.record, page.total, page.kind, page.ref_key
                          FROM (",
-                    page_of_matches!("caller.confirmed"),
-                    ") page
+                page_of_matches!("caller.confirmed"),
+                ") page
                          JOIN subjects s ON s.id = page.subject_id
                    ) found ON true
                   ORDER BY found.kind, found.ref_key"
-                ))
-                .bind(org_id)
-                .bind(kind.as_str())
-                .bind(value.as_str())
-                .bind(page.size)
-                .bind(page.offset())
-                .bind(digest)
-                .bind(Permission::SubjectView.as_str())
-                .fetch_all(&mut *conn)
-                .await?;
+            ))
+            .bind(org_id)
+            .bind(kind.as_str())
+            .bind(value.as_str())
+            .bind(page.size)
+            .bind(page.offset())
+            .bind(digest)
+            .bind(Permission::SubjectView.as_str())
+            .fetch_all(&mut *conn)
+            .await?;
             if !rows.first().is_some_and(|(confirmed, _, _)| *confirmed) {
                 return Ok(None);
             }
@@ -121,7 +125,9 @@ pub async fn search(
         }
         _ => 0,
     };
-    let records = rows.into_iter().filter_map(|(r, _)| r.map(|r| r.0));
+    let records = rows
+        .into_iter()
+        .filter_map(|(r, _)| r.map(|r| StoredSubject(r.0)));
     Ok(Some((records.collect(), total)))
 }
 
