@@ -15,6 +15,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 results_dir, pg_version, command = sys.argv[1], sys.argv[2], sys.argv[3].strip()
+# The server's settings that decide what its figures mean.
+pg_settings = sys.argv[4] if len(sys.argv) > 4 else "not recorded"
 bench_dir = os.path.dirname(os.path.abspath(__file__))
 repo = os.path.dirname(bench_dir)
 runs = sorted((json.load(open(p)) for p in glob.glob(os.path.join(results_dir, "result-*.json"))),
@@ -120,6 +122,7 @@ out.append(f"Measured {now} with `{command}`; the script's header describes what
 out.append("## Machine\n\n")
 out.append(f"| | |\n|---|---|\n| CPU | {cpu} |\n| Cores (nproc) | {ncpu} |\n"
            f"| Memory | {mem_gb:.1f} GiB |\n| PostgreSQL | {pg_version} |\n"
+           f"| PostgreSQL settings | {pg_settings} |\n"
            f"| Load | wrk, {runs[0]['connections']} connections, {runs[0]['duration_s']} s per run; "
            f"pgbench {runs[0]['connections']} clients, prepared |\n"
            f"| gdprd | release build, `gdprd serve` (API and worker in one process), rate limits "

@@ -37,7 +37,8 @@
 #      right after seeding (gdprd_bench_direct): both do the same work on the same data;
 #   4. records the server's peak RSS (VmHWM) and PostgreSQL's busy time per operation
 #      (pg_stat_database.active_time).
-# Then bench/report.py writes BENCHMARKS.md and bench/latency.png.
+# Then bench/report.py writes BENCHMARKS.md and bench/latency.png, with the server's settings
+# that decide what the figures mean (shared buffers, WAL, durability, TLS).
 #
 # Tunables (environment): BENCH_DURATION (seconds per search run, default 15),
 # BENCH_CONNECTIONS (default 32), BENCH_BATCH (erasures and as many exports, default 300),
@@ -438,5 +439,14 @@ if [[ ! -x .build/bench-venv/bin/python ]] || ! .build/bench-venv/bin/python -c 
   .build/bench-venv/bin/pip install -q matplotlib
 fi
 pg_version=$(psql -XAtq -d "$admin_url" -c 'SHOW server_version')
-.build/bench-venv/bin/python bench/report.py "$out" "$pg_version" "bench/run.sh ${*:-}"
+# The server's settings that decide what the figures mean.
+pg_settings=$(psql -XAtq -d "$admin_url" -c "
+  SELECT string_agg(name || ' ' || CASE unit WHEN '8kB' THEN pg_size_pretty(setting::bigint * 8192)
+                                             WHEN 'MB' THEN pg_size_pretty(setting::bigint * 1048576)
+                                             ELSE setting END, ', ' ORDER BY ord)
+    FROM pg_settings
+    JOIN unnest(ARRAY['shared_buffers', 'effective_cache_size', 'max_wal_size', 'fsync',
+                      'synchronous_commit', 'full_page_writes', 'ssl'])
+         WITH ORDINALITY AS w (name, ord) USING (name)")
+.build/bench-venv/bin/python bench/report.py "$out" "$pg_version" "bench/run.sh ${*:-}" "$pg_settings"
 log "wrote BENCHMARKS.md and bench/latency.png"
