@@ -186,6 +186,21 @@ out.append(row("machine load average (1 min) before the search load",
                lambda r: f(r.get("loadavg_before_search"), 2)))
 out.append(row("machine CPU busy during the API load", lambda r: f"{r['api_machine_busy'] * 100:.0f} %"))
 out.append(row("PostgreSQL busy time per pgbench search", lambda r: f"{f(r['pg_db_ms'], 3)} ms"))
+for part, title in (("search_name", "NAME searches alone"),
+                    ("search_other", "every other search type")):
+    out.append(f"| **Search split: {title}** (same load, same statement) | |\n")
+    sp = lambda r, k, p=part: (r.get(p) or {}).get(k)
+    out.append(row("search keys", lambda r: i(sp(r, "keys")) if sp(r, "keys") else "–"))
+    out.append(row("bytes per API answer (headers included)",
+                   lambda r: f"{sp(r, 'api_bytes_per_answer') / 1024:,.1f} KiB" if sp(r, "api_bytes_per_answer") else "–"))
+    out.append(row("API requests/s; p50 / p99",
+                   lambda r: f"{f(sp(r, 'api_rps'), 0)}; {f(sp(r, 'api_p50_ms'), 2)} / {f(sp(r, 'api_p99_ms'), 2)} ms"
+                   if sp(r, "api_rps") else "–"))
+    out.append(row("pgbench transactions/s; p50 / p99",
+                   lambda r: f"{f(sp(r, 'pg_tps'), 0)}; {f(sp(r, 'pg_p50_ms'), 2)} / {f(sp(r, 'pg_p99_ms'), 2)} ms"
+                   if sp(r, "pg_tps") else "–"))
+    out.append(row("API / pgbench",
+                   lambda r: f(sp(r, "api_rps") / sp(r, "pg_tps"), 2) if sp(r, "pg_tps") else "–"))
 out.append("| **Request pipeline** | |\n")
 out.append(row("batch submitted at once", lambda r: f"{r['batch']} GDPR_DELETE + {r['batch']} GDPR_EXPORT"))
 out.append(row("unmeasured warm-up before it (pipeline and baseline alike)",
@@ -329,6 +344,8 @@ a.plot(xs, [r["api_p99_ms"] for r in runs], "o-", label="API p99")
 a.plot(xs, [r["pg_latency_avg_ms"] for r in runs], "s--", label="pgbench average (same statement)")
 if all(r.get("pg_p99_ms") for r in runs):
     a.plot(xs, [r["pg_p99_ms"] for r in runs], "s--", label="pgbench p99 (same statement)")
+if all(r.get("search_other") for r in runs):
+    a.plot(xs, [r["search_other"]["api_p99_ms"] for r in runs], "^:", label="API p99, types other than NAME")
 a.axhline(10, color="grey", lw=0.8, ls=":", label="target p99 10 ms")
 a.set_title(f"Subject search, {runs[0]['connections']} concurrent connections")
 b.plot(xs, [r["pipeline"]["single_p50_ms"] for r in runs], "o-", label="single erasure p50")

@@ -21,6 +21,7 @@
 #      every search type, written as the people's records spell them; then pgbench runs the
 #      search statement of src/index/store.rs with 32 clients on the same database, as the
 #      ceiling (its throughput, and the p50 and p99 of its own per-statement latencies);
+#      then both again, split: NAME searches alone, and every other search type;
 #   3. with the load client bench/pipeline.rs (built with the binary; HTTP connections kept
 #      alive, so that it takes little of the cores it shares with gdprd and PostgreSQL), after
 #      an unmeasured warm-up batch (the server has yet to prepare the pipeline's statements on
@@ -315,6 +316,57 @@ SQL
   pg_db_ms=$(echo "($active1 - $active0) / $pg_total" | bc -l)
   log "pgbench: $pg_tps tps, latency average $pg_lat ms, p50 $pg_p50 ms, p99 $pg_p99 ms"
 
+  # 2c. The same two loads split by what a search returns: NAME searches alone (the seed draws
+  # names from a few thousand combinations, so at a million people each matches hundreds of
+  # records and returns a full page of them), then every other search type (a few records each).
+  # Each with wrk on the API and pgbench on the statement, as above.
+  for part in name other; do
+    if [[ $part == name ]]; then
+      op='='
+      grep -E "searchType=NAME&" "$out/paths-$n.txt" >"$out/paths-$n-$part.txt"
+    else
+      op='<>'
+      grep -vE "searchType=NAME&" "$out/paths-$n.txt" >"$out/paths-$n-$part.txt"
+    fi
+    q -c "SET client_min_messages = warning; DROP TABLE IF EXISTS bench_keys_part;
+          CREATE TABLE bench_keys_part AS
+            SELECT row_number() OVER (ORDER BY n)::int AS n, id_type, value
+              FROM bench_keys WHERE id_type $op 'NAME';
+          ALTER TABLE bench_keys_part ADD PRIMARY KEY (n); ANALYZE bench_keys_part"
+    part_keys=$(q -c 'SELECT count(*) FROM bench_keys_part')
+    BENCH_TOKEN=$token BENCH_PATHS=$out/paths-$n-$part.txt \
+      wrk -t2 -c"$conns" -d"${duration}s" --timeout 5s --latency -s bench/search.lua \
+      "http://127.0.0.1:$port" >"$out/wrk-$n-$part.txt"
+    sed -e "s/random(1, $nkeys)/random(1, $part_keys)/" -e 's/FROM bench_keys WHERE/FROM bench_keys_part WHERE/g' \
+      "$out/search.sql" >"$out/search-$part.sql"
+    pgbench -n -M prepared -c "$conns" -j 2 -T "$duration" -f "$out/search-$part.sql" \
+      -l --log-prefix="$out/pgbench-log-$n-$part" "$bench_url" >"$out/pgbench-$n-$part.txt" 2>&1
+    read -r part_pg_p50 part_pg_p99 < <(cat "$out/pgbench-log-$n-$part".* | awk '{ print $3 / 1000 }' | sort -n |
+      awk '{ v[NR] = $1 } END { printf "%.3f %.3f\n", v[int(NR * 0.50 + 0.5)], v[int(NR * 0.99 + 0.5)] }')
+    rm -f "$out/pgbench-log-$n-$part".*
+    # wrk's "N requests in T, B read": bytes per answer, headers included.
+    python3 - "$out/wrk-$n-$part.txt" "$out/pgbench-$n-$part.txt" "$part_pg_p50" "$part_pg_p99" \
+      "$part_keys" >"$out/split-$n-$part.json" <<'PY'
+import json, re, sys
+wrk, pgb = open(sys.argv[1]).read(), open(sys.argv[2]).read()
+def ms(p):
+    v, u = re.search(rf"^\s*{p}%\s+([0-9.]+)(us|ms|s)\s*$", wrk, re.M).groups()
+    return float(v) * {"us": 0.001, "ms": 1, "s": 1000}[u]
+n, size, unit = re.search(r"(\d+) requests in [0-9.]+\w+, ([0-9.]+)(\w+) read", wrk).groups()
+scale = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}[unit]
+print(json.dumps({
+    "keys": int(sys.argv[5]),
+    "api_rps": float(re.search(r"^Requests/sec:\s+([0-9.]+)", wrk, re.M).group(1)),
+    "api_p50_ms": ms(50), "api_p99_ms": ms(99),
+    "api_bytes_per_answer": float(size) * scale / int(n),
+    "api_non2xx": int((re.search(r"Non-2xx or 3xx responses: (\d+)", wrk) or [0, 0])[1]),
+    "pg_tps": float(re.search(r"^tps = ([0-9.]+)", pgb, re.M).group(1)),
+    "pg_p50_ms": float(sys.argv[3]), "pg_p99_ms": float(sys.argv[4]),
+}))
+PY
+    log "search, $part: $(cat "$out/split-$n-$part.json")"
+  done
+
   k=$(( (RANDOM % nkeys) + 1 ))
   q >"$out/explain-$n.txt" <<SQL
 PREPARE search(uuid, text, text) AS
@@ -421,6 +473,8 @@ r = {
   "tables_search": open("$out/tables-search-$n.tsv").read(),
   "tables_pipeline": open("$out/tables-pipeline-$n.tsv").read(),
   "index_delete": open("$out/index-delete-$n.txt").read(),
+  "search_name": json.load(open("$out/split-$n-name.json")),
+  "search_other": json.load(open("$out/split-$n-other.json")),
   "pipeline": json.load(open("$out/pipeline-$n.json")),
   "direct": json.load(open("$out/direct-$n.json")),
   "duration_s": $duration, "connections": $conns, "batch": $batch, "erasures": $erasures, "singles": $singles,
