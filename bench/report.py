@@ -195,6 +195,7 @@ for part, title in (("search_name", "NAME searches alone"),
                    lambda r: f"{sp(r, 'api_bytes_per_answer') / 1024:,.1f} KiB" if sp(r, "api_bytes_per_answer") else "–"))
     out.append(row("API requests/s; p50 / p99",
                    lambda r: f"{f(sp(r, 'api_rps'), 0)}; {f(sp(r, 'api_p50_ms'), 2)} / {f(sp(r, 'api_p99_ms'), 2)} ms"
+                   + (f"; **{i(sp(r, 'api_non2xx'))} answers not 200**" if sp(r, "api_non2xx") else "")
                    if sp(r, "api_rps") else "–"))
     out.append(row("pgbench transactions/s; p50 / p99",
                    lambda r: f"{f(sp(r, 'pg_tps'), 0)}; {f(sp(r, 'pg_p50_ms'), 2)} / {f(sp(r, 'pg_p99_ms'), 2)} ms"

@@ -144,6 +144,13 @@ machine_cpu_ms() {
     print (t - idle) * 1000 / hz, t * 1000 / hz; exit }' /proc/stat
 }
 
+# The p50 and p99, in ms, of the statements pgbench logged (-l) under prefix $1: one line per
+# statement, its latency in µs in the third column.
+pgbench_percentiles() {
+  cat "$1".* | awk '{ print $3 / 1000 }' | sort -n |
+    awk '{ v[NR] = $1 } END { printf "%.3f %.3f\n", v[int(NR * 0.50 + 0.5)], v[int(NR * 0.99 + 0.5)] }'
+}
+
 # PostgreSQL's statistics of a phase are read once every connection has flushed its own: one
 # that goes idle within a second of its last flush flushes again only after 10 s of idleness.
 stats_settle() { sleep 11; }
@@ -305,8 +312,7 @@ SQL
   rm -f "$out/pgbench-log-$n".*
   pgbench -n -M prepared -c "$conns" -j 2 -T "$duration" -f "$out/search.sql" \
     -l --log-prefix="$out/pgbench-log-$n" "$bench_url" >"$out/pgbench-$n.txt" 2>&1
-  read -r pg_p50 pg_p99 < <(cat "$out/pgbench-log-$n".* | awk '{ print $3 / 1000 }' | sort -n |
-    awk '{ v[NR] = $1 } END { printf "%.3f %.3f\n", v[int(NR * 0.50 + 0.5)], v[int(NR * 0.99 + 0.5)] }')
+  read -r pg_p50 pg_p99 < <(pgbench_percentiles "$out/pgbench-log-$n")
   rm -f "$out/pgbench-log-$n".*
   stats_settle
   active1=$(q -c 'SELECT active_time FROM pg_stat_database WHERE datname = current_database()')
@@ -341,8 +347,7 @@ SQL
       "$out/search.sql" >"$out/search-$part.sql"
     pgbench -n -M prepared -c "$conns" -j 2 -T "$duration" -f "$out/search-$part.sql" \
       -l --log-prefix="$out/pgbench-log-$n-$part" "$bench_url" >"$out/pgbench-$n-$part.txt" 2>&1
-    read -r part_pg_p50 part_pg_p99 < <(cat "$out/pgbench-log-$n-$part".* | awk '{ print $3 / 1000 }' | sort -n |
-      awk '{ v[NR] = $1 } END { printf "%.3f %.3f\n", v[int(NR * 0.50 + 0.5)], v[int(NR * 0.99 + 0.5)] }')
+    read -r part_pg_p50 part_pg_p99 < <(pgbench_percentiles "$out/pgbench-log-$n-$part")
     rm -f "$out/pgbench-log-$n-$part".*
     # wrk's "N requests in T, B read": bytes per answer, headers included.
     python3 - "$out/wrk-$n-$part.txt" "$out/pgbench-$n-$part.txt" "$part_pg_p50" "$part_pg_p99" \
