@@ -6,16 +6,17 @@
 # Usage:
 #     bench/run.sh                      # 10,000 and 100,000 subjects (about 5 minutes)
 #     bench/run.sh 100000               # one size
-#     bench/run.sh 10000 100000 1000000 # the cost curve up to a million (add ~20 minutes: seeding a million people and its two floors take some 17)
+#     bench/run.sh 10000 100000 1000000 # the cost curve up to a million (add ~20 minutes: seeding a million people and its floors take some 17)
 #
 # For each size it drops and re-creates databases gdprd_bench and gdprd_bench_direct on the
 # server found by scripts/pg-env.sh (DATABASE_URL is ignored: the databases are destroyed),
 # then:
 #   1. seeds N people with the release binary into the empty database and records time, rate,
 #      index records and service rows; then times PostgreSQL copying the same rows into copies
-#      of the tables (INSERT ... SELECT, one connection), with their indexes kept up to date and
-#      loaded first with their indexes built after, the floors of seeding (bench/floors.sh;
-#      bench/seed.sh compares them with seeding alongside existing data);
+#      of the tables (INSERT ... SELECT), with their indexes kept up to date and loaded first
+#      with their indexes built after, on one connection, and the latter again over two at once,
+#      the floors of seeding (bench/floors.sh; bench/seed.sh compares them with seeding
+#      alongside existing data);
 #   2. starts `gdprd serve` on a free loopback port with the rate limits lifted and measures
 #      GET /api/v2/gdpr/subjects with wrk (32 connections) over random existing identifiers of
 #      every search type, written as the people's records spell them; then pgbench runs the
@@ -190,10 +191,11 @@ for n in "${sizes[@]}"; do
 
   # 1b. The floors of seeding (bench/floors.sh): PostgreSQL writing the same rows, already in
   # the database, into copies of every seeded table with INSERT ... SELECT on one connection,
-  # with their indexes kept up to date, and loaded first with their indexes built after.
+  # with their indexes kept up to date, and loaded first with their indexes built after; and the
+  # latter over two connections at once, each with its share of the tables.
   log "seeding floors: the same rows copied by PostgreSQL"
-  read -r seed_floor_s seed_floor_bulk_s < <(seed_floors "$bench_url")
-  log "seeding floors: $seed_floor_s s with indexes kept up to date, $seed_floor_bulk_s s loading then indexing"
+  read -r seed_floor_s seed_floor_bulk_s seed_floor_parallel_s < <(seed_floors "$bench_url")
+  log "seeding floors: $seed_floor_s s with indexes kept up to date, $seed_floor_bulk_s s loading then indexing, $seed_floor_parallel_s s the same over two connections"
 
   # The baseline's copy of the seeded database (step 3b), while nothing is connected to it.
   psql -XAtq -d "$admin_url" \
@@ -465,6 +467,7 @@ SQL
 import json, sys
 r = {
   "subjects": $n, "seed_s": $seed_s, "seed_line": """$seed_line""", "seed_floor_s": $seed_floor_s, "seed_floor_bulk_s": $seed_floor_bulk_s,
+  "seed_floor_parallel_s": $seed_floor_parallel_s,
   "index_records": $index_records, "identifiers": $identifiers,
   "service_rows": ${service_rows:-0}, "db_bytes": $db_size,
   "search_keys": $(wc -l <"$out/paths-$n.txt"), "search_key_types": "$types",
