@@ -7,7 +7,7 @@
 #
 # Usage:
 #     bench/seed.sh                    # 100,000 people (about 4 minutes)
-#     bench/seed.sh 100000 1000000     # and a million (add some 25 minutes)
+#     bench/seed.sh 100000 1000000     # and a million (add some 30 minutes)
 #
 # For each size N it drops and re-creates database gdprd_bench_seed on the server found by
 # scripts/pg-env.sh (DATABASE_URL names the server; the database is destroyed), then:
