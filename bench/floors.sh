@@ -69,8 +69,8 @@ seed_floors() {
   done
   local failed=0
   for k in 0 1; do wait "${pids[k]}" || failed=1; done
+  parallel=$(awk '$1 > t { t = $1 } END { printf "%.2f", t }' "${times[@]}")
+  rm -f "${times[@]}"
   ((failed == 0)) || return 1
-  parallel=$(cat "${times[0]}" <(echo) "${times[1]}" | sort -n | tail -n 1)
-  rm -f "${times[0]}" "${times[1]}"
   echo "$indexed $bare $parallel"
 }

@@ -164,14 +164,15 @@ out.append(row("service rows/s", lambda r: f(r["service_rows"] / r["seed_s"], 0)
 out.append(row("database size", lambda r: f"{r['db_bytes'] / 2**20:,.0f} MiB"))
 out.append(row("floor: PostgreSQL loading the same rows, then building the indexes (one connection)",
                lambda r: f"{f(r['seed_floor_bulk_s'])} s" if r.get('seed_floor_bulk_s') else "–"))
-out.append(row("floor people/s; seeding / floor time",
-               lambda r: f"{f(r['subjects'] / r['seed_floor_bulk_s'], 0)}/s; {f(r['seed_s'] / r['seed_floor_bulk_s'], 2)}"
-               if r.get('seed_floor_bulk_s') else "–"))
+def against_floor(key):
+    """A floor's people/s and the seed's time over the floor's ("–" for runs without it)."""
+    return lambda r: (f"{f(r['subjects'] / r[key], 0)}/s; {f(r['seed_s'] / r[key], 2)}"
+                      if r.get(key) else "–")
+out.append(row("floor people/s; seeding / floor time", against_floor('seed_floor_bulk_s')))
 out.append(row("floor: the same over two connections at once (each its share of the tables)",
                lambda r: f"{f(r['seed_floor_parallel_s'])} s" if r.get('seed_floor_parallel_s') else "–"))
 out.append(row("two-connection floor people/s; seeding / that floor time",
-               lambda r: f"{f(r['subjects'] / r['seed_floor_parallel_s'], 0)}/s; {f(r['seed_s'] / r['seed_floor_parallel_s'], 2)}"
-               if r.get('seed_floor_parallel_s') else "–"))
+               against_floor('seed_floor_parallel_s')))
 out.append(row("PostgreSQL copying the same rows into indexes kept up to date (one connection)",
                lambda r: f"{f(r['seed_floor_s'])} s" if 'seed_floor_s' in r else "–"))
 out.append("| **Search** `GET /api/v2/gdpr/subjects` | |\n")
