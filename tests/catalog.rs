@@ -456,6 +456,55 @@ async fn sql_folding_agrees_with_fold_text(pool: PgPool) {
     }
 }
 
+/// `gdpr_digits` keeps the ASCII digits of any text, as `phone::variants` spells numbers, and
+/// gives what the definition of migration 0004 gave, which indexes built before 0011 hold.
+#[sqlx::test]
+async fn sql_digits_keep_the_ascii_digits_of_any_text(pool: PgPool) {
+    use rand::{Rng, SeedableRng};
+
+    // Digits of other scripts (Arabic-Indic, fullwidth, superscript) are not ASCII digits;
+    // control characters, white space and separators of every kind surround the digits.
+    let alphabet: Vec<char> = "0123456789 +-().,/#*@abcxyzABC\t\n\r\u{b}\u{c}\u{1}\u{7f}\
+                               \u{a0}\u{2003}éßŁ٠١٢٣٤٥٦٧٨٩０１２３²³½😀"
+        .chars()
+        .collect();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let mut texts: Vec<String> = (0..2_000)
+        .map(|_| {
+            let len = rng.random_range(0..40);
+            (0..len)
+                .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                .collect()
+        })
+        .collect();
+    texts.extend(
+        [
+            "",
+            "+44 (0)20 7946 0018",
+            "555.010.0001",
+            "ana.garcia@example.com",
+            "no digits at all",
+        ]
+        .map(str::to_owned),
+    );
+    texts.push("0-".repeat(5_000));
+
+    let rows: Vec<(String, String, String)> = sqlx::query_as(
+        r"SELECT v, gdpr_digits(v), regexp_replace(v, '\D', '', 'g')
+            FROM unnest($1::text[]) WITH ORDINALITY AS t (v, n) ORDER BY n",
+    )
+    .bind(&texts)
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(rows.len(), texts.len());
+    for (text, digits, before) in rows {
+        let ascii: String = text.chars().filter(char::is_ascii_digit).collect();
+        assert_eq!(digits, ascii, "{text:?}");
+        assert_eq!(digits, before, "{text:?}");
+    }
+}
+
 #[sqlx::test]
 async fn a_summary_counts_the_subjects_rows_in_every_service(pool: PgPool) {
     let f = fixture(&pool).await;

@@ -1,5 +1,6 @@
 -- What the catalog's generated SQL needs in an external database (the same definitions as
--- migrations/0004_catalog_matching.sql gives gdprd's own). Safe to run again.
+-- gdprd's own migrations give it: 0004_catalog_matching.sql, gdpr_digits as 0011 has it). Safe
+-- to run again.
 CREATE EXTENSION IF NOT EXISTS pgcrypto;
 CREATE EXTENSION IF NOT EXISTS unaccent;
 
@@ -11,4 +12,4 @@ CREATE OR REPLACE FUNCTION public.gdpr_fold(value text) RETURNS text
 
 CREATE OR REPLACE FUNCTION public.gdpr_digits(value text) RETURNS text
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
-    RETURN pg_catalog.regexp_replace(value, '\D', '', 'g');
+    RETURN pg_catalog.regexp_replace(value, '\D+', '', 'g');
