@@ -175,6 +175,8 @@ out.append(row("two-connection floor people/s; seeding / that floor time",
                against_floor('seed_floor_parallel_s')))
 out.append(row("PostgreSQL copying the same rows into indexes kept up to date (one connection)",
                lambda r: f"{f(r['seed_floor_s'])} s" if 'seed_floor_s' in r else "–"))
+out.append(row("reading the database into the page cache before each phase below (pg_prewarm), in all",
+               lambda r: "–" if r.get("prewarm_s") is None else f"{f(r['prewarm_s'])} s"))
 out.append("| **Search** `GET /api/v2/gdpr/subjects` | |\n")
 out.append(row("distinct search keys (raw spellings)", lambda r: i(r["search_keys"])))
 out.append(row("API requests/s", lambda r: f(r["api_rps"], 0)))
@@ -294,7 +296,11 @@ out.append("Search keys: up to 200 random index records per search type, searche
            "people in a copy of the database taken after seeding, what a worker runs for each request's services on gdprd's "
            "own tables (`catalog::execute`, one transaction per request), and nothing else: no API "
            "call, queue, job bookkeeping or finalization (index clean-up, masking, export archive). "
-           "The ratio is the share of the pipeline's throughput the data services' SQL alone allows.\n\n")
+           "The ratio is the share of the pipeline's throughput the data services' SQL alone allows. "
+           "Each measured phase of search and pipeline (the API load, pgbench, each half of the "
+           "split, the batches, the largest subject's exports, the baseline) starts with every "
+           "table and index of its database read into the operating system's page cache "
+           "(`pg_prewarm`, mode `read`), whatever the phases before it wrote.\n\n")
 out.append(f"Search keys by type (largest run): {runs[-1]['search_key_types']}.\n\n")
 
 last = runs[-1]

@@ -39,6 +39,10 @@
 #      right after seeding (gdprd_bench_direct): both do the same work on the same data;
 #   4. records the server's peak RSS (VmHWM) and PostgreSQL's busy time per operation
 #      (pg_stat_database.active_time).
+# Each measured phase of steps 2 and 3 starts with the database read into the operating system's
+# page cache (pg_prewarm, mode 'read'; skipped, and said so, where the server lacks the
+# extension), so that none of them starts from disk because of what the phases before it wrote
+# or because a machine pages out what has not been touched for a while.
 # Then bench/report.py writes BENCHMARKS.md and bench/latency.png, with the server's settings
 # that decide what the figures mean (shared buffers, WAL, durability, TLS).
 #
@@ -156,6 +160,24 @@ pgbench_percentiles() {
 # that goes idle within a second of its last flush flushes again only after 10 s of idleness.
 stats_settle() { sleep 11; }
 
+# Reads every table and index of the database at $1 into the operating system's page cache
+# (pg_prewarm, mode 'read'); adds the seconds it took to prewarm_s. The database of a million
+# people (6 GiB) fits the memory many times over, but the floors write three times as much
+# again, and a machine may page out what has sat untouched for a minute (DAMON's reclaim does):
+# without this, which phases start from disk would depend on how long the ones before took.
+prewarm() {
+  ((prewarm_on)) || return 0
+  local t0 t1
+  t0=$(date +%s.%N)
+  psql -XAtq -v ON_ERROR_STOP=1 -d "$1" -c "
+    SELECT sum(pg_prewarm(c.oid, 'read'))
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind IN ('r', 'i', 't', 'm')
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema')" >/dev/null
+  t1=$(date +%s.%N)
+  prewarm_s=$(echo "$prewarm_s + $t1 - $t0" | bc -l)
+}
+
 stat_diff() {
   stats_settle
   q -F $'\t' -c "SELECT t.schemaname || '.' || t.relname, t.seq_scan - b.seq_scan,
@@ -188,6 +210,14 @@ for n in "${sizes[@]}"; do
   service_rows=$(sed -n 's/.*records, \([0-9]*\) service rows.*/\1/p' <<<"$seed_line")
   q -c 'VACUUM ANALYZE' >/dev/null
   db_size=$(q -c 'SELECT pg_database_size(current_database())')
+  # The copy of step 3b, made from this database, has the extension too.
+  prewarm_s=0
+  if q -c 'SET client_min_messages = warning; CREATE EXTENSION IF NOT EXISTS pg_prewarm' 2>/dev/null; then
+    prewarm_on=1
+  else
+    prewarm_on=0
+    log "pg_prewarm is not available (postgresql-contrib): the phases start from the cache as the ones before left it"
+  fi
 
   # 1b. The floors of seeding (bench/floors.sh): PostgreSQL writing the same rows, already in
   # the database, into copies of every seeded table with INSERT ... SELECT on one connection,
@@ -265,6 +295,7 @@ SQL
   token=$(api_token "$gdprd" "$port" gdpr:subject:view,gdpr:request:add,gdpr:request:view)
   rss_idle=$(awk '/VmRSS/ {print $2}' "/proc/$server_pid/status")
 
+  prewarm "$bench_url"
   loadavg=$(cut -d' ' -f1 /proc/loadavg)
   log "warming up, then wrk: $conns connections, ${duration}s"
   BENCH_TOKEN=$token BENCH_PATHS=$out/paths-$n.txt \
@@ -308,6 +339,7 @@ SELECT s.record, page.total
  ORDER BY page.kind, page.ref_key;
 SQL
   log "pgbench: $conns clients, ${duration}s"
+  prewarm "$bench_url"
   active0=$(q -c 'SELECT active_time FROM pg_stat_database WHERE datname = current_database()')
   # Every statement's latency is logged (-l: one line per statement, its latency in µs in the
   # third column), for the ceiling's own p50 and p99.
@@ -342,11 +374,13 @@ SQL
               FROM bench_keys WHERE id_type $op 'NAME';
           ALTER TABLE bench_keys_part ADD PRIMARY KEY (n); ANALYZE bench_keys_part"
     part_keys=$(q -c 'SELECT count(*) FROM bench_keys_part')
+    prewarm "$bench_url"
     BENCH_TOKEN=$token BENCH_PATHS=$out/paths-$n-$part.txt \
       wrk -t2 -c"$conns" -d"${duration}s" --timeout 5s --latency -s bench/search.lua \
       "http://127.0.0.1:$port" >"$out/wrk-$n-$part.txt"
     sed -e "s/random(1, $nkeys)/random(1, $part_keys)/" -e 's/FROM bench_keys WHERE/FROM bench_keys_part WHERE/g' \
       "$out/search.sql" >"$out/search-$part.sql"
+    prewarm "$bench_url"
     pgbench -n -M prepared -c "$conns" -j 2 -T "$duration" -f "$out/search-$part.sql" \
       -l --log-prefix="$out/pgbench-log-$n-$part" "$bench_url" >"$out/pgbench-$n-$part.txt" 2>&1
     read -r part_pg_p50 part_pg_p99 < <(pgbench_percentiles "$out/pgbench-log-$n-$part")
@@ -390,6 +424,7 @@ SQL
 
   # 3. The request pipeline.
   log "pipeline: $batch erasures + $batch exports at once, $erasures erasures at once, then $singles single erasures"
+  prewarm "$bench_url"
   stat_snapshot
   DATABASE_URL=$bench_url GDPRD_LOG=warn "$pipeline" "http://127.0.0.1:$port" "$token" \
     "$out/emails-$n.txt" --batch "$batch" --erasures "$erasures" --singles "$singles" \
@@ -404,6 +439,7 @@ SQL
   # peak is reset before each: `5` in /proc/PID/clear_refs) and what stays resident after.
   log "largest subject: two exports in a row of the agent in the most conversations"
   largest_json=()
+  prewarm "$bench_url"
   for round in 1 2; do
     if [[ -z $largest_email ]]; then
       log "largest subject: no agent with an email address of their own; skipped"
@@ -423,6 +459,7 @@ SQL
   # taken after seeding, their services' SQL run directly (bench/direct_sql.rs: no API, queue,
   # bookkeeping or finalization), with the worker's concurrency, while nothing else runs.
   log "pipeline baseline: the services' SQL of the same requests, run directly"
+  prewarm "$direct_url"
   DATABASE_URL=$direct_url GDPRD_LOG=warn "$direct_sql" "$out/emails-$n.txt" \
     --warmup "$warmup" --batch "$batch" --erasures "$erasures" --singles "$singles" \
     --concurrency "${BENCH_WORKER_CONCURRENCY:-4}" \
@@ -468,6 +505,7 @@ import json, sys
 r = {
   "subjects": $n, "seed_s": $seed_s, "seed_line": """$seed_line""", "seed_floor_s": $seed_floor_s, "seed_floor_bulk_s": $seed_floor_bulk_s,
   "seed_floor_parallel_s": $seed_floor_parallel_s,
+  "prewarm_s": $( ((prewarm_on)) && echo "$prewarm_s" || echo None),
   "index_records": $index_records, "identifiers": $identifiers,
   "service_rows": ${service_rows:-0}, "db_bytes": $db_size,
   "search_keys": $(wc -l <"$out/paths-$n.txt"), "search_key_types": "$types",
