@@ -505,6 +505,47 @@ async fn sql_digits_keep_the_ascii_digits_of_any_text(pool: PgPool) {
     }
 }
 
+/// A connection that was open while migration 0011 replaced `gdpr_digits` (a pooled connection
+/// of another instance) still finds rows by phone through the index on the function.
+#[sqlx::test]
+async fn a_connection_open_across_migration_0011_keeps_using_the_phone_indexes(pool: PgPool) {
+    const LOOKUP: &str = "EXPLAIN (COSTS OFF) SELECT id FROM demo.conversation_participants
+                           WHERE org_id = '7d4e2c1a-0b3f-4c6d-9e8a-5f1b2c3d4e5f'
+                             AND gdpr_digits(address) = '15550100001'";
+    async fn plan(conn: &mut PgConnection) -> String {
+        let lines: Vec<String> = sqlx::query_scalar(LOOKUP)
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap();
+        lines.join("\n")
+    }
+    let mut open = pool.acquire().await.unwrap();
+    let mut migrator = pool.acquire().await.unwrap();
+    // The database as it was before 0011, and a connection that has planned a lookup on it.
+    sqlx::raw_sql(
+        r"CREATE OR REPLACE FUNCTION gdpr_digits(value text) RETURNS text
+              LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+              RETURN pg_catalog.regexp_replace(value, '\D', '', 'g')",
+    )
+    .execute(&mut *migrator)
+    .await
+    .unwrap();
+    sqlx::query("SET enable_seqscan = off")
+        .execute(&mut *open)
+        .await
+        .unwrap();
+    let index = "conversation_participants_match_address_phone";
+    assert!(plan(&mut open).await.contains(index));
+
+    sqlx::raw_sql(include_str!("../migrations/0011_digits_by_runs.sql"))
+        .execute(&mut *migrator)
+        .await
+        .unwrap();
+    let after = plan(&mut open).await;
+    assert!(after.contains(index), "{after}");
+    assert!(after.contains(r"'\D+'"), "{after}");
+}
+
 #[sqlx::test]
 async fn a_summary_counts_the_subjects_rows_in_every_service(pool: PgPool) {
     let f = fixture(&pool).await;
