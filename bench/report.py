@@ -340,12 +340,13 @@ if os.path.exists(analysis):
     out.append(open(analysis).read().strip() + "\n\n")
 
 out.append("## Reproducing\n\n```sh\nbench/run.sh                       # 10,000 and 100,000 subjects\n"
-           "bench/run.sh 10000 100000 1000000  # and a million (about 25 minutes: seeding and its floors take 18)\n"
+           "bench/run.sh 10000 100000 1000000  # and a million (about 30 minutes: seeding and its floors take 18)\n"
            "bench/seed.sh 100000 1000000       # seeding into an empty database and alongside data, against its floors\n"
            "bench/import.sh                    # gdprd index import of a million records (about 3 minutes)\n"
            "bench/export.sh [OTHER_GDPRD...]   # the largest subject's export and peak memory, beside other builds\n```\n\n"
            "It needs wrk (`apt-get install wrk`), pgbench and psql, python3, and a PostgreSQL "
-           "server as `scripts/pg-env.sh` finds it; it recreates database `gdprd_bench` for each "
+           "server as `scripts/pg-env.sh` finds it, with `pg_prewarm` from its contrib to start "
+           "each phase from the page cache; it recreates database `gdprd_bench` for each "
            "size and drops it at the end. The plot of latency against dataset size is "
            "[bench/latency.png](bench/latency.png).\n")
 open(os.path.join(repo, "BENCHMARKS.md"), "w").write("".join(out))

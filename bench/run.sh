@@ -6,7 +6,7 @@
 # Usage:
 #     bench/run.sh                      # 10,000 and 100,000 subjects (about 5 minutes)
 #     bench/run.sh 100000               # one size
-#     bench/run.sh 10000 100000 1000000 # the cost curve up to a million (add ~20 minutes: seeding a million people and its floors take some 18)
+#     bench/run.sh 10000 100000 1000000 # the cost curve up to a million (add ~25 minutes: seeding a million people and its floors take some 18)
 #
 # For each size it drops and re-creates databases gdprd_bench and gdprd_bench_direct on the
 # server found by scripts/pg-env.sh (DATABASE_URL is ignored: the databases are destroyed),
