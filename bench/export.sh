@@ -38,7 +38,7 @@ if [[ ${BENCH_SKIP_BUILD:-} != 1 ]]; then
   log "building the release binary"
   cargo build --release --locked -q --bin gdprd
 fi
-builds=("$repo/target/release/gdprd" "${others[@]}")
+builds=("${CARGO_TARGET_DIR:-$repo/target}/release/gdprd" "${others[@]}")
 for build in "${builds[@]}"; do
   [[ -x $build ]] || { log "$build is not an executable"; exit 1; }
 done

@@ -33,7 +33,7 @@ if [[ ${BENCH_SKIP_BUILD:-} != 1 ]]; then
   log "building the release binary"
   cargo build --release --locked -q
 fi
-gdprd=$repo/target/release/gdprd
+gdprd=${CARGO_TARGET_DIR:-$repo/target}/release/gdprd
 
 file=$out/index-$n.ndjson
 if [[ ! -s $file ]]; then

@@ -42,7 +42,7 @@ export DATABASE_URL=$url
 if [[ ${BENCH_SKIP_BUILD:-0} != 1 ]]; then
   cargo build --release --locked --quiet
 fi
-gdprd=$repo/target/release/gdprd
+gdprd=${CARGO_TARGET_DIR:-$repo/target}/release/gdprd
 
 fresh() {
   psql -XAtq -d "$admin_url" -c 'SET client_min_messages = warning' \
