@@ -1,13 +1,13 @@
 # shellcheck shell=bash
 #
-# bench/api.sh: gdprd's server and API as the benchmarks use them, sourced by bench/run.sh and
-# bench/export.sh.
+# bench/api.sh: gdprd's server and API as the benchmarks use them, sourced by bench/run.sh,
+# bench/export.sh and bench/profile.sh.
 
 # Starts `$1 serve` (the gdprd binary) on 127.0.0.1 port $2, with the rate limits lifted, its
 # output to file $3, and waits until it is ready; sets server_pid. Further environment of the
-# server: what the caller exports.
+# server: what the caller exports; its log filter is BENCH_SERVER_LOG (default warn).
 start_server() {
-  GDPRD_LISTEN=127.0.0.1:$2 GDPRD_LOG=warn \
+  GDPRD_LISTEN=127.0.0.1:$2 GDPRD_LOG=${BENCH_SERVER_LOG:-warn} \
     GDPRD_RATE_READ_PER_MIN=100000000 GDPRD_RATE_CREATE_PER_MIN=100000000 \
     GDPRD_RATE_TOKEN_PER_MIN=100000000 GDPRD_RATE_INDEX_PER_MIN=100000000 \
     "$1" serve >"$3" 2>&1 &
@@ -114,4 +114,63 @@ measure_export() {
 # A line of /proc/$1/status, in kB: $2 is its name (VmRSS, VmHWM).
 proc_kb() {
   awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"
+}
+
+# Search keys of the database at $1: up to 200 random subjects per search type, kept as tables
+# bench_pick and bench_keys (numbered from 1, in random order; normalized values, for pgbench),
+# and written to file $2 as the raw spellings of the same subjects' records (type, tab, value)
+# and to file $3 as API paths searching for them (for bench/search.lua).
+search_keys() {
+  psql -XAtq -v ON_ERROR_STOP=1 -d "$1" <<'SQL'
+SET client_min_messages = warning;
+DROP TABLE IF EXISTS bench_subjects, bench_pick, bench_keys;
+CREATE TABLE bench_subjects AS
+  SELECT id_type, subject_id
+    FROM (SELECT DISTINCT i.id_type, i.subject_id FROM subject_identifiers i) d
+   ORDER BY random();
+CREATE TABLE bench_pick AS
+  SELECT id_type, subject_id
+    FROM (SELECT id_type, subject_id, row_number() OVER (PARTITION BY id_type) AS r
+            FROM bench_subjects) x
+   WHERE r <= 200;
+CREATE TABLE bench_keys AS
+  SELECT row_number() OVER (ORDER BY random())::int AS n, i.id_type, i.value
+    FROM bench_pick p JOIN subject_identifiers i USING (id_type, subject_id);
+ALTER TABLE bench_keys ADD PRIMARY KEY (n);
+ANALYZE bench_keys;
+SQL
+  psql -XAtq -v ON_ERROR_STOP=1 -d "$1" -F $'\t' -c "
+    SELECT p.id_type, v
+      FROM bench_pick p JOIN subjects s ON s.id = p.subject_id,
+      LATERAL (SELECT s.record->>'name' WHERE p.id_type = 'NAME'
+               UNION ALL SELECT jsonb_array_elements_text(s.record->'addresses') WHERE p.id_type = 'ADDRESS'
+               UNION ALL SELECT jsonb_array_elements_text(s.record->'phoneNumbers') WHERE p.id_type = 'PHONE'
+               UNION ALL SELECT jsonb_array_elements_text(s.record->'emailAddresses') WHERE p.id_type = 'EMAIL'
+               UNION ALL SELECT s.record->>'externalId' WHERE p.id_type = 'EXTERNAL_ID'
+               UNION ALL SELECT s.record->'socialHandle'->>'value'
+                          WHERE p.id_type = s.record->'socialHandle'->>'type') raw(v)
+     WHERE v IS NOT NULL
+     ORDER BY random()" >"$2"
+  python3 - "$2" "$3" <<'PY'
+import sys, urllib.parse
+with open(sys.argv[1]) as f, open(sys.argv[2], "w") as o:
+    for line in f:
+        t, v = line.rstrip("\n").split("\t", 1)
+        o.write("/api/v2/gdpr/subjects?" + urllib.parse.urlencode({"searchType": t, "searchValue": v}) + "\n")
+PY
+}
+
+# People for pipeline requests in the database at $1: $4 distinct email addresses of distinct
+# people, none shared, the largest subject's ($2) not among them. At random, or, when $3 is not
+# empty, drawn by a hash of it: the same people every run (the seed is deterministic).
+pipeline_emails() {
+  psql -XAtq -v ON_ERROR_STOP=1 -d "$1" -v largest="$2" -v draw="$3" -v people="$4" <<'SQL'
+SELECT value FROM (
+  SELECT i.value, min(i.subject_id::text) AS s
+    FROM subject_identifiers i WHERE i.id_type = 'EMAIL'
+   GROUP BY i.value HAVING count(*) = 1) u
+ WHERE value <> lower(trim(:'largest'))
+ ORDER BY CASE WHEN :'draw' = '' THEN random()::text ELSE md5(value || :'draw') END
+ LIMIT :people;
+SQL
 }

@@ -242,9 +242,17 @@ fn percentile(xs: &[f64], p: f64) -> Option<f64> {
     Some(xs[k])
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+fn main() -> anyhow::Result<()> {
+    // Threads named apart from the server's (tokio's default name), so that a profile of the
+    // whole machine (bench/profile.sh) tells the load client from gdprd.
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("bench-pipeline")
+        .build()?
+        .block_on(run(Args::parse()))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&args.emails)
         .with_context(|| format!("cannot read {}", args.emails.display()))?;
     let emails: Vec<&str> = text

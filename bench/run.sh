@@ -91,14 +91,21 @@ for tool in wrk pgbench psql python3 curl; do
   }
 done
 
-
 if [[ ${BENCH_SKIP_BUILD:-} != 1 ]]; then
   log "building the release binary"
   cargo build --release --locked -q --bin gdprd --example direct_sql --example pipeline
 fi
-gdprd=$repo/target/release/gdprd
-direct_sql=$repo/target/release/examples/direct_sql
-pipeline=$repo/target/release/examples/pipeline
+release=${CARGO_TARGET_DIR:-$repo/target}/release
+gdprd=$release/gdprd
+direct_sql=$release/examples/direct_sql
+pipeline=$release/examples/pipeline
+for binary in "$gdprd" "$direct_sql" "$pipeline"; do
+  [[ -x $binary ]] || {
+    log "$binary is missing: run without BENCH_SKIP_BUILD=1, or build it with" \
+      "cargo build --release --locked --bin gdprd --example direct_sql --example pipeline"
+    exit 1
+  }
+done
 
 unset DATABASE_URL
 # shellcheck source=../scripts/pg-env.sh
@@ -231,63 +238,18 @@ for n in "${sizes[@]}"; do
   psql -XAtq -d "$admin_url" \
     -c 'CREATE DATABASE gdprd_bench_direct TEMPLATE gdprd_bench STRATEGY FILE_COPY'
 
-  # Keys: up to 200 random subjects per search type; the API gets the raw spellings of their
-  # record, pgbench the normalized values of the same subjects.
-  q <<'SQL'
-CREATE TABLE bench_subjects AS
-  SELECT id_type, subject_id
-    FROM (SELECT DISTINCT i.id_type, i.subject_id FROM subject_identifiers i) d
-   ORDER BY random();
-CREATE TABLE bench_pick AS
-  SELECT id_type, subject_id
-    FROM (SELECT id_type, subject_id, row_number() OVER (PARTITION BY id_type) AS r
-            FROM bench_subjects) x
-   WHERE r <= 200;
-CREATE TABLE bench_keys AS
-  SELECT row_number() OVER (ORDER BY random())::int AS n, i.id_type, i.value
-    FROM bench_pick p JOIN subject_identifiers i USING (id_type, subject_id);
-ALTER TABLE bench_keys ADD PRIMARY KEY (n);
-ANALYZE bench_keys;
-SQL
+  # Keys: up to 200 random subjects per search type (bench/api.sh).
+  search_keys "$bench_url" "$out/raw-$n.tsv" "$out/paths-$n.txt"
   nkeys=$(q -c 'SELECT count(*) FROM bench_keys')
-  q -c "
-    SELECT p.id_type, v
-      FROM bench_pick p JOIN subjects s ON s.id = p.subject_id,
-      LATERAL (SELECT s.record->>'name' WHERE p.id_type = 'NAME'
-               UNION ALL SELECT jsonb_array_elements_text(s.record->'addresses') WHERE p.id_type = 'ADDRESS'
-               UNION ALL SELECT jsonb_array_elements_text(s.record->'phoneNumbers') WHERE p.id_type = 'PHONE'
-               UNION ALL SELECT jsonb_array_elements_text(s.record->'emailAddresses') WHERE p.id_type = 'EMAIL'
-               UNION ALL SELECT s.record->>'externalId' WHERE p.id_type = 'EXTERNAL_ID'
-               UNION ALL SELECT s.record->'socialHandle'->>'value'
-                          WHERE p.id_type = s.record->'socialHandle'->>'type') raw(v)
-     WHERE v IS NOT NULL
-     ORDER BY random()" -F $'\t' >"$out/raw-$n.tsv"
-  python3 - "$out/raw-$n.tsv" "$out/paths-$n.txt" <<'PY'
-import sys, urllib.parse
-with open(sys.argv[1]) as f, open(sys.argv[2], "w") as o:
-    for line in f:
-        t, v = line.rstrip("\n").split("\t", 1)
-        o.write("/api/v2/gdpr/subjects?" + urllib.parse.urlencode({"searchType": t, "searchValue": v}) + "\n")
-PY
   types=$(cut -f1 "$out/raw-$n.tsv" | sort | uniq -c | awk '{printf "%s%s %s", sep, $2, $1; sep=", "}')
   log "search keys: $(wc -l <"$out/paths-$n.txt") raw spellings ($types), $nkeys normalized"
 
   # The largest subject, for step 3c (bench/api.sh).
   largest_email=$(largest_subject_email "$bench_url")
 
-  # People for the pipeline and, in the copy, its baseline: distinct email addresses of
-  # distinct people, none shared, the largest subject not among them.
+  # People for the pipeline and, in the copy, its baseline (bench/api.sh).
   people=$((2 * warmup + 2 * batch + erasures + singles))
-  # At random, or by BENCH_DRAW: the same people every run (the seed is deterministic).
-  q -v largest="$largest_email" -v draw="$draw" >"$out/emails-$n.txt" <<SQL
-SELECT value FROM (
-  SELECT i.value, min(i.subject_id::text) AS s
-    FROM subject_identifiers i WHERE i.id_type = 'EMAIL'
-   GROUP BY i.value HAVING count(*) = 1) u
- WHERE value <> lower(trim(:'largest'))
- ORDER BY CASE WHEN :'draw' = '' THEN random()::text ELSE md5(value || :'draw') END
- LIMIT $people;
-SQL
+  pipeline_emails "$bench_url" "$largest_email" "$draw" "$people" >"$out/emails-$n.txt"
 
   # 2. Search through the API.
   port=$(free_port)
