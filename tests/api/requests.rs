@@ -441,6 +441,38 @@ async fn an_erasure_leaves_no_plain_text_trace_in_the_database(pool: PgPool) {
     assert!(lower.contains(story::OTHER_ANA_EMAIL));
 }
 
+/// Each erasure looks up the stored requests naming its subject through the index of their term
+/// hashes: a new request's hashes go straight into that index (migration 0012), not into a
+/// pending list that every lookup would read in full until VACUUM merges it.
+#[sqlx::test]
+async fn stored_requests_terms_are_indexed_without_a_pending_list(pool: PgPool) {
+    let (app, token) = seeded(pool).await;
+    let request = app
+        .accepted(
+            &token,
+            json!({"requestType": "GDPR_EXPORT", "subject": ana()}),
+        )
+        .await;
+    app.finished(&token, request["id"].as_str().unwrap()).await;
+    let options: Option<Vec<String>> = sqlx::query_scalar(
+        "SELECT reloptions FROM pg_class WHERE oid = 'gdpr_requests_term_hashes'::regclass",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(options, Some(vec!["fastupdate=off".to_owned()]));
+    // The lookup of erasures finds the request by its hashes.
+    let found: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM gdpr_requests
+          WHERE term_hashes && (SELECT term_hashes FROM gdpr_requests WHERE id = $1)",
+    )
+    .bind(Uuid::parse_str(request["id"].as_str().unwrap()).unwrap())
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(found, 1);
+}
+
 #[sqlx::test]
 async fn an_active_employee_keeps_the_directory_record_and_loses_the_rest(pool: PgPool) {
     let (app, token) = seeded(pool).await;
