@@ -8,8 +8,8 @@
 # test command.
 #
 # Usage:
-#     bench/profile.sh              # 100,000 people (about 5 minutes)
-#     bench/profile.sh 1000000      # a million people (about 15 minutes)
+#     bench/profile.sh              # 100,000 people (about 3 minutes)
+#     bench/profile.sh 1000000      # a million people (about 6 minutes)
 #
 # It drops and re-creates database gdprd_bench_profile on the server found by scripts/pg-env.sh
 # (DATABASE_URL is ignored: the database is destroyed), then:

@@ -26,7 +26,7 @@ PHASES = [
 PROGRAMS = [
     ("PostgreSQL", lambda c: c == "postgres"),
     ("gdprd", lambda c: c in ("gdprd", "tokio-rt-worker", "tokio-runtime-w")),
-    ("load client", lambda c: c in ("wrk", "bench-pipeline")),
+    ("load client", lambda c: c in ("wrk", "pipeline", "bench-pipeline")),
     ("idle", lambda c: c == "swapper"),
 ]
 
@@ -34,7 +34,7 @@ PROGRAMS = [
 # the sample's stack names it (so an expression evaluated while an index is built counts as the
 # index build, and a row sent while a statement runs as talking to the client).
 PG_ACTIVITIES = [
-    ("building indexes and keys", ("btbuild", "index_build", "validateForeignKeyConstraint", "RI_Initial_Check")),
+    ("building indexes and keys", ("btbuild", "index_build", "_bt_parallel_build_main", "validateForeignKeyConstraint", "RI_Initial_Check")),
     ("COPY", ("CopyFrom", "DoCopy")),
     ("autovacuum and VACUUM", ("do_autovacuum", "vacuum_rel", "heap_vacuum_rel")),
     ("checkpoints, WAL and background writers", ("CheckpointerMain", "WalWriterMain", "BackgroundWriterMain", "WalSndLoop")),
@@ -45,6 +45,9 @@ PG_ACTIVITIES = [
     ("receiving parameters", ("exec_bind_message", "OidReceiveFunctionCall", "ReceiveFunctionCall")),
     ("executing statements", ("standard_ExecutorRun", "ExecutorRun", "standard_ExecutorStart", "ExecutorStart", "standard_ExecutorFinish", "AfterTriggerEndQuery", "standard_ExecutorEnd", "PortalRun", "PortalRunMulti", "PortalRunSelect")),
     ("starting and ending transactions", ("StartTransactionCommand", "CommitTransactionCommand", "CommitTransaction", "StartTransaction", "AbortCurrentTransaction")),
+    # Matching regular expressions: perf unwinds no further than PostgreSQL's regex executor, so
+    # what it ran for (an index expression, a statement) is not known.
+    ("matching regular expressions (the caller not unwound)", ("pg_regexec",)),
 ]
 
 # Where gdprd's own time goes: by the sampled function first (allocator, copies), then by the
@@ -218,7 +221,9 @@ def statements(log_path, limit):
 def main():
     out, target, people, pg_version, command = sys.argv[1:6]
     cores, mem_gib, cpu = machine()
-    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    # When the profile was recorded: when its seed ended (the report may be written again later).
+    seeded = os.path.getmtime(os.path.join(out, "seed.txt"))
+    now = datetime.datetime.fromtimestamp(seeded, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     seed_line = open(os.path.join(out, "seed.txt")).read().strip().splitlines()[-1:] or ["?"]
     s = [
         "# Profile\n",
