@@ -187,9 +187,36 @@ async fn an_empty_database_gets_its_rows_first_and_its_indexes_after_with_the_sa
         loaded["demo.dialer_contacts dialer_contacts_contact_list_id_fkey"],
         oids["demo.dialer_contacts dialer_contacts_contact_list_id_fkey"]
     );
-    assert_eq!(
+    assert_ne!(
         loaded["subjects_pkey"], oids["subjects_pkey"],
-        "the index records' key stays: the identifiers' checks look records up by it"
+        "the index records' key is built after the load too"
+    );
+    // The subject index's statement checks are on again, and refuse what they refused before.
+    let enabled: Vec<(String, String)> = sqlx::query_as(
+        "SELECT tgname::text, tgenabled::text FROM pg_trigger
+          WHERE tgname IN ('subject_identifiers_records', 'subjects_organizations')
+          ORDER BY tgname",
+    )
+    .fetch_all(&pool)
+    .await?;
+    assert_eq!(
+        enabled,
+        [
+            ("subject_identifiers_records".to_owned(), "O".to_owned()),
+            ("subjects_organizations".to_owned(), "O".to_owned())
+        ]
+    );
+    let orphan = sqlx::query(
+        "INSERT INTO subject_identifiers (org_id, id_type, value, subject_id, kind, ref_key)
+         SELECT org_id, 'EMAIL', 'nobody@example.com', gen_random_uuid(), kind, ref_key
+           FROM subjects LIMIT 1",
+    )
+    .execute(&pool)
+    .await
+    .unwrap_err();
+    assert!(
+        orphan.to_string().contains("refer to no index record"),
+        "{orphan}"
     );
     let loaded_first = digest_of(&pool, "demo").await?;
 
@@ -212,6 +239,43 @@ async fn an_empty_database_gets_its_rows_first_and_its_indexes_after_with_the_sa
         "a database with data keeps its indexes while it is seeded"
     );
     assert_eq!(digest_of(&pool, "demo").await?, loaded_first);
+    Ok(())
+}
+
+/// The load's identifiers are checked against their records once, after the load: one that
+/// refers to no record fails the whole seed, and nothing of it stays.
+#[sqlx::test]
+async fn a_load_whose_identifiers_refer_to_no_record_is_refused_whole(
+    pool: PgPool,
+) -> anyhow::Result<()> {
+    let before = schema(&pool).await?;
+    sqlx::raw_sql(
+        "CREATE FUNCTION misdirect() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.id_type = 'EMAIL' THEN NEW.ref_key := NEW.ref_key || ' (nowhere)'; END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER misdirect BEFORE INSERT ON subject_identifiers
+             FOR EACH ROW EXECUTE FUNCTION misdirect();",
+    )
+    .execute(&pool)
+    .await?;
+
+    let failed = seed(&pool, &args(PEOPLE)).await.unwrap_err();
+    assert!(
+        format!("{failed:#}").contains("refer to no index record of their kind and key"),
+        "{failed:#}"
+    );
+    assert_eq!(
+        schema(&pool).await?,
+        before,
+        "every index and key as it was"
+    );
+    assert_eq!(count(&pool, "SELECT count(*) FROM subjects").await?, 0);
+    assert_eq!(
+        count(&pool, "SELECT count(*) FROM subject_identifiers").await?,
+        0
+    );
     Ok(())
 }
 

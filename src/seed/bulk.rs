@@ -8,15 +8,18 @@
 //! each back from its own definition, checked, before it commits. A failure anywhere rolls all
 //! of it back: the schema is never left without an index or a check.
 //!
-//! Kept throughout: the index records' primary key, which the statement checks of the subject
-//! index join on (migrations 0007 and 0008), and every trigger, `CHECK` and `NOT NULL`.
+//! The subject index's statement checks (migrations 0007 and 0008: every identifier refers to a
+//! record of its kind and key, every record to an organization) are triggers that join each
+//! statement's new rows to what they refer to; the load turns them off, and the same checks run
+//! once over the whole load after the indexes are built, before the triggers are turned on again
+//! in the same transaction. Kept throughout: every other trigger, `CHECK` and `NOT NULL`.
 
 use sqlx::{PgConnection, Row};
 
 use super::batch::Table;
 
 /// The definitions set aside, to be put back in this order: primary and unique keys, then the
-/// other indexes, then the foreign keys that refer to them.
+/// other indexes, then the foreign keys that refer to them; then the statement checks.
 #[must_use = "the indexes and keys set aside must be put back before the transaction commits"]
 pub(super) struct SetAside {
     restore: Vec<String>,
@@ -69,6 +72,13 @@ pub(super) async fn set_aside(tx: &mut PgConnection) -> sqlx::Result<Option<SetA
         restore.push(row.try_get("create_statement")?);
     }
     restore.reverse();
+    for (table, trigger) in STATEMENT_CHECKS {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "ALTER TABLE {table} DISABLE TRIGGER {trigger}"
+        )))
+        .execute(&mut *tx)
+        .await?;
+    }
     sqlx::query(sqlx::AssertSqlSafe(format!("TRUNCATE {tables}")))
         .execute(&mut *tx)
         .await?;
@@ -90,10 +100,15 @@ impl SetAside {
         self.restore.len()
     }
 
-    /// Builds every index and checks every key set aside, from its own definition.
+    /// Builds every index and checks every key set aside, from its own definition, then checks
+    /// the whole load as the statement checks would have checked each statement.
     pub async fn restore(self, tx: &mut PgConnection) -> sqlx::Result<()> {
-        // Index builds sort in memory when they can; the setting ends with the transaction.
+        // Index builds and the checks' joins sort and hash in memory when they can; the settings
+        // end with the transaction.
         sqlx::query("SET LOCAL maintenance_work_mem = '256MB'")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("SET LOCAL work_mem = '256MB'")
             .execute(&mut *tx)
             .await?;
         for statement in self.restore {
@@ -101,13 +116,54 @@ impl SetAside {
                 .execute(&mut *tx)
                 .await?;
         }
+        for (table, trigger) in STATEMENT_CHECKS {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "ALTER TABLE {table} ENABLE TRIGGER {trigger}"
+            )))
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::raw_sql(CHECK_LOAD).execute(&mut *tx).await?;
         Ok(())
     }
 }
 
+/// The subject index's statement checks (migration 0007), turned off while the rows load.
+const STATEMENT_CHECKS: [(&str, &str); 2] = [
+    ("subject_identifiers", "subject_identifiers_records"),
+    ("subjects", "subjects_organizations"),
+];
+
+/// The statement checks of [`STATEMENT_CHECKS`] over the whole load (the tables held no row
+/// before it): every identifier refers to an index record of its kind and key, and every record
+/// to an organization, which stays locked against deletion as the trigger locks it.
+const CHECK_LOAD: &str = "
+DO $$
+DECLARE
+    missing bigint;
+BEGIN
+    SELECT count(*) INTO missing
+      FROM subject_identifiers i
+     WHERE NOT EXISTS (SELECT 1 FROM subjects s
+                        WHERE s.id = i.subject_id AND s.kind = i.kind AND s.ref_key = i.ref_key);
+    IF missing > 0 THEN
+        RAISE EXCEPTION '% identifier row(s) refer to no index record of their kind and key',
+            missing
+            USING ERRCODE = 'foreign_key_violation', TABLE = 'subject_identifiers';
+    END IF;
+    PERFORM 1 FROM organizations o
+      WHERE o.id IN (SELECT DISTINCT org_id FROM subjects)
+        FOR KEY SHARE OF o;
+    IF EXISTS (SELECT 1 FROM (SELECT DISTINCT org_id FROM subjects) n
+                WHERE NOT EXISTS (SELECT 1 FROM organizations o WHERE o.id = n.org_id)) THEN
+        RAISE EXCEPTION 'index records refer to no organization'
+            USING ERRCODE = 'foreign_key_violation', TABLE = 'subjects';
+    END IF;
+END $$";
+
 /// Every index, key and reference of the tables `$1` (and every foreign key that refers to
-/// them from elsewhere), but the index records' primary key: a statement that drops it and one
-/// that creates it again, in the order the drops must run (references, keys, other indexes).
+/// them from elsewhere): a statement that drops it and one that creates it again, in the order
+/// the drops must run (references, keys, other indexes).
 const DEFINITIONS: &str = "
 WITH tables AS (
     SELECT to_regclass(name) AS rel FROM unnest($1::text[]) AS t (name)
@@ -117,7 +173,6 @@ WITH tables AS (
      WHERE c.contype IN ('p', 'u', 'x', 'f')
        AND (c.conrelid IN (SELECT rel FROM tables)
             OR (c.contype = 'f' AND c.confrelid IN (SELECT rel FROM tables)))
-       AND NOT (c.conrelid = 'subjects'::regclass AND c.contype = 'p')
 )
 SELECT drop_statement, create_statement
   FROM (SELECT CASE contype WHEN 'f' THEN 0 ELSE 1 END AS step, conname::text AS name,
