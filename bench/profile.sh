@@ -228,7 +228,7 @@ for phase in seed search pipeline; do
     "$out/$phase.folded" >"$results/$phase.svg"
 done
 python3 bench/profile_report.py "$out" "$results/PROFILE.md" "$n" \
-  "$(psql -XAtq -d "$admin_url" -c 'SHOW server_version')" "bench/profile.sh $*"
+  "$(psql -XAtq -d "$admin_url" -c 'SHOW server_version')" "bench/profile.sh $n"
 psql -XAtq -d "$admin_url" -c 'SET client_min_messages = warning' \
   -c 'DROP DATABASE IF EXISTS gdprd_bench_profile WITH (FORCE)'
 log "wrote bench/profile/PROFILE.md and bench/profile/{seed,search,pipeline}.svg"

@@ -195,7 +195,7 @@ def plan_start(lines):
 
 
 def statements(log_path, limit):
-    runs = collections.defaultdict(list)  # query text -> [(ms, plan)]
+    runs = collections.defaultdict(list)  # query text, spaces collapsed -> [(ms, query, plan)]
     if not os.path.exists(log_path):
         return None
     with open(log_path) as f:
