@@ -3,6 +3,35 @@
 # bench/api.sh: gdprd's server and API as the benchmarks use them, sourced by bench/run.sh,
 # bench/export.sh and bench/profile.sh.
 
+# Fails, naming the first that is missing, unless every path given is an executable (the release
+# binaries a benchmark runs; BENCH_SKIP_BUILD=1 relies on them being built already).
+require_executables() {
+  local binary
+  for binary in "$@"; do
+    [[ -x $binary ]] || {
+      echo "$binary is missing or not an executable: build it, or run without BENCH_SKIP_BUILD=1" >&2
+      return 1
+    }
+  done
+}
+
+# A free TCP port on the loopback.
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Reads every table and index of the database at $1 into the operating system's page cache
+# (pg_prewarm, mode 'read'; the extension must be in the database). The database of a million
+# people (6 GiB) fits the memory many times over, but the phases before may have written much
+# more, and a machine may page out what has sat untouched for a minute (DAMON's reclaim does).
+prewarm_database() {
+  psql -XAtq -v ON_ERROR_STOP=1 -d "$1" -c "
+    SELECT sum(pg_prewarm(c.oid, 'read'))
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+     WHERE c.relkind IN ('r', 'i', 't', 'm')
+       AND n.nspname NOT IN ('pg_catalog', 'information_schema')" >/dev/null
+}
+
 # Starts `$1 serve` (the gdprd binary) on 127.0.0.1 port $2, with the rate limits lifted, its
 # output to file $3, and waits until it is ready; sets server_pid. Further environment of the
 # server: what the caller exports; its log filter is BENCH_SERVER_LOG (default warn).

@@ -38,16 +38,14 @@ if [[ ${BENCH_SKIP_BUILD:-} != 1 ]]; then
   log "building the release binary"
   cargo build --release --locked -q --bin gdprd
 fi
+# shellcheck source=api.sh
+source bench/api.sh
 builds=("${CARGO_TARGET_DIR:-$repo/target}/release/gdprd" "${others[@]}")
-for build in "${builds[@]}"; do
-  [[ -x $build ]] || { log "$build is not an executable"; exit 1; }
-done
+require_executables "${builds[@]}"
 
 unset DATABASE_URL
 # shellcheck source=../scripts/pg-env.sh
 source scripts/pg-env.sh
-# shellcheck source=api.sh
-source bench/api.sh
 trap stop_server EXIT
 trap 'stop_server; exit 130' INT TERM
 pg_env_database postgres

@@ -75,6 +75,8 @@ if [[ ! -x $tools/inferno-flamegraph ]]; then
   cargo install --quiet --locked --version "$inferno_version" --root "$repo/.build/tools" inferno
 fi
 
+# shellcheck source=api.sh
+source bench/api.sh
 if [[ ${BENCH_SKIP_BUILD:-} != 1 ]]; then
   log "building the release binaries"
   cargo build --release --locked -q --bin gdprd --example pipeline
@@ -82,18 +84,11 @@ fi
 release=${CARGO_TARGET_DIR:-$repo/target}/release
 gdprd=$release/gdprd
 pipeline=$release/examples/pipeline
-for binary in "$gdprd" "$pipeline"; do
-  [[ -x $binary ]] || {
-    log "$binary is missing: run without BENCH_SKIP_BUILD=1"
-    exit 1
-  }
-done
+require_executables "$gdprd" "$pipeline"
 
 unset DATABASE_URL
 # shellcheck source=../scripts/pg-env.sh
 source scripts/pg-env.sh
-# shellcheck source=api.sh
-source bench/api.sh
 trap stop_server EXIT
 trap 'stop_server; exit 130' INT TERM
 pg_env_database postgres
@@ -102,16 +97,8 @@ db_url=${admin_url%/*}/gdprd_bench_profile
 
 q() { psql -XAtq -v ON_ERROR_STOP=1 -d "$db_url" "$@"; }
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-prewarm() {
-  q -c "SELECT sum(pg_prewarm(c.oid, 'read'))
-          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE c.relkind IN ('r', 'i', 't', 'm')
-           AND n.nspname NOT IN ('pg_catalog', 'information_schema')" >/dev/null 2>&1 || true
-}
+# The database into the page cache (bench/api.sh), where pg_prewarm is available.
+prewarm() { prewarm_database "$db_url" 2>/dev/null || true; }
 
 # Samples the whole machine $2 times a second and core while the command runs; $1 names the
 # phase. Its call stacks go to $out/$1.folded (one line per stack, the process's name first, each

@@ -90,6 +90,8 @@ for tool in wrk pgbench psql python3 curl; do
     exit 1
   }
 done
+# shellcheck source=api.sh
+source bench/api.sh
 
 if [[ ${BENCH_SKIP_BUILD:-} != 1 ]]; then
   log "building the release binary"
@@ -99,21 +101,13 @@ release=${CARGO_TARGET_DIR:-$repo/target}/release
 gdprd=$release/gdprd
 direct_sql=$release/examples/direct_sql
 pipeline=$release/examples/pipeline
-for binary in "$gdprd" "$direct_sql" "$pipeline"; do
-  [[ -x $binary ]] || {
-    log "$binary is missing: run without BENCH_SKIP_BUILD=1, or build it with" \
-      "cargo build --release --locked --bin gdprd --example direct_sql --example pipeline"
-    exit 1
-  }
-done
+require_executables "$gdprd" "$direct_sql" "$pipeline"
 
 unset DATABASE_URL
 # shellcheck source=../scripts/pg-env.sh
 source scripts/pg-env.sh
 # shellcheck source=floors.sh
 source bench/floors.sh
-# shellcheck source=api.sh
-source bench/api.sh
 trap stop_server EXIT
 trap 'stop_server; exit 130' INT TERM
 pg_env_database postgres
@@ -129,10 +123,6 @@ drop_databases() {
 }
 
 q() { psql -XAtq -v ON_ERROR_STOP=1 -d "$bench_url" "$@"; }
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 # wrk's "--latency" distribution gives 50% and 99% as e.g. "1.23ms", "850.00us" or "1.02s".
 wrk_ms() {
@@ -167,20 +157,14 @@ pgbench_percentiles() {
 # that goes idle within a second of its last flush flushes again only after 10 s of idleness.
 stats_settle() { sleep 11; }
 
-# Reads every table and index of the database at $1 into the operating system's page cache
-# (pg_prewarm, mode 'read'); adds the seconds it took to prewarm_s. The database of a million
-# people (6 GiB) fits the memory many times over, but the floors write three times as much
-# again, and a machine may page out what has sat untouched for a minute (DAMON's reclaim does):
-# without this, which phases start from disk would depend on how long the ones before took.
+# Reads the database at $1 into the page cache (bench/api.sh) and adds the seconds it took to
+# prewarm_s. The floors write three times as much as the database again: without this, which
+# phases start from disk would depend on how long the ones before took.
 prewarm() {
   ((prewarm_on)) || return 0
   local t0 t1
   t0=$(date +%s.%N)
-  psql -XAtq -v ON_ERROR_STOP=1 -d "$1" -c "
-    SELECT sum(pg_prewarm(c.oid, 'read'))
-      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-     WHERE c.relkind IN ('r', 'i', 't', 'm')
-       AND n.nspname NOT IN ('pg_catalog', 'information_schema')" >/dev/null
+  prewarm_database "$1"
   t1=$(date +%s.%N)
   prewarm_s=$(echo "$prewarm_s + $t1 - $t0" | bc -l)
 }
