@@ -335,9 +335,11 @@ out.append(row("earlier form, OR of sub-selects (execution time)", lambda r: f"{
 out.append(row("as in finalize.rs, one IN list (execution time)", lambda r: f"{f(exec_ms(r['index_delete'])[1], 3)} ms"))
 out.append(f"\n```\n{last['index_delete'].strip()}\n```\n\n")
 
+# The analysis's current part: everything before its history, which stays in bench/analysis.md.
+HISTORY_MARK = "<!-- The history below"
 analysis = os.path.join(bench_dir, "analysis.md")
 if os.path.exists(analysis):
-    out.append(open(analysis).read().strip() + "\n\n")
+    out.append(open(analysis).read().split(HISTORY_MARK, 1)[0].strip() + "\n\n")
 
 out.append("## Reproducing\n\n```sh\nbench/run.sh                       # 10,000 and 100,000 subjects\n"
            "bench/run.sh 10000 100000 1000000  # and a million (about 30 minutes: seeding and its floors take 18)\n"
