@@ -417,6 +417,7 @@ async fn indexed_services(
                 ("instagram_handle", Instagram),
                 ("facebook_id", Facebook),
                 ("whatsapp_number", Whatsapp),
+                ("apple_opaque_id", AppleMessages),
                 ("external_id", ExternalId),
             ],
         ),
@@ -464,6 +465,52 @@ async fn every_index_record_carries_exactly_the_identifiers_of_its_service_row(
         assert!(index.keys().any(|(k, _)| k == kind), "no {kind} record");
     }
     assert_eq!(index, expected);
+    Ok(())
+}
+
+/// The demo data holds identifiers of every search type, so that each finds people (and the
+/// benchmarks search each): an Apple Messages id, as its contact's row spells it, finds the
+/// contact.
+#[sqlx::test]
+async fn the_demo_data_holds_identifiers_of_every_search_type(pool: PgPool) -> anyhow::Result<()> {
+    seed(&pool, &args(PEOPLE)).await?;
+    let held: BTreeSet<String> =
+        sqlx::query_scalar("SELECT DISTINCT id_type FROM subject_identifiers")
+            .fetch_all(&pool)
+            .await?
+            .into_iter()
+            .collect();
+    let every: BTreeSet<String> = SearchType::ALL
+        .iter()
+        .map(|t| t.as_str().to_owned())
+        .collect();
+    assert_eq!(held, every);
+
+    let (contact, raw): (Uuid, String) = sqlx::query_as(
+        "SELECT id, apple_opaque_id FROM demo.external_contacts
+          WHERE apple_opaque_id IS NOT NULL ORDER BY id LIMIT 1",
+    )
+    .fetch_one(&pool)
+    .await?;
+    let found = search(
+        &pool,
+        SearchType::AppleMessages,
+        &format!(" @{} ", raw.to_lowercase()),
+    )
+    .await?;
+    let contact = contact.to_string();
+    let record = found
+        .iter()
+        .find(|s| s.external_contact_id.as_deref() == Some(contact.as_str()))
+        .expect("the contact is found by its Apple Messages id");
+    let handle = record
+        .social_handle
+        .as_ref()
+        .expect("the record keeps its handle");
+    assert_eq!(
+        (handle.kind.as_str(), handle.value.as_str()),
+        ("APPLE_MESSAGES", raw.as_str())
+    );
     Ok(())
 }
 

@@ -74,8 +74,8 @@ impl Table {
             Table::ExternalContacts => {
                 "COPY demo.external_contacts (org_id, id, canonical_contact_id, name, title, \
                  work_email, personal_email, work_phone, cell_phone, address, twitter_handle, \
-                 instagram_handle, facebook_id, whatsapp_number, external_id, created_at, \
-                 modified_at) FROM STDIN"
+                 instagram_handle, facebook_id, whatsapp_number, apple_opaque_id, external_id, \
+                 created_at, modified_at) FROM STDIN"
             }
             Table::DialerContacts => {
                 "COPY demo.dialer_contacts (org_id, id, contact_list_id, name, phone, alt_phone, \

@@ -164,7 +164,8 @@ impl Person {
             }),
             7..13 => Handle::Instagram(format!("{at}{}.{}.{n}", capitalize(&f), l)),
             13..17 => Handle::Facebook(format!("{}.{}.{n}", capitalize(&f), capitalize(&l))),
-            _ => Handle::Whatsapp(self.phone(0, Spelling::International)),
+            17..19 => Handle::Whatsapp(self.phone(0, Spelling::International)),
+            _ => Handle::AppleMessages(format!("urn:mbid:AQAA{:032X}", rng.random::<u128>())),
         }
     }
 }

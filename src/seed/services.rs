@@ -118,6 +118,8 @@ pub(super) enum Handle {
     Instagram(String),
     Facebook(String),
     Whatsapp(String),
+    /// The opaque id Apple Messages for Business gives a customer.
+    AppleMessages(String),
 }
 
 impl Handle {
@@ -127,6 +129,7 @@ impl Handle {
             Handle::Instagram(v) => ("INSTAGRAM", v),
             Handle::Facebook(v) => ("FACEBOOK", v),
             Handle::Whatsapp(v) => ("WHATSAPP", v),
+            Handle::AppleMessages(v) => ("APPLE_MESSAGES", v),
         }
     }
 
@@ -381,6 +384,7 @@ impl<'a> Gen<'a> {
                 handle("INSTAGRAM").into(),
                 handle("FACEBOOK").into(),
                 handle("WHATSAPP").into(),
+                handle("APPLE_MESSAGES").into(),
                 c.external_id.as_ref().into(),
                 c.created_at.into(),
                 c.modified_at.into(),
