@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 #
-# bench/api.sh: gdprd's server and API as the benchmarks use them, sourced by bench/run.sh,
-# bench/export.sh and bench/profile.sh.
+# bench/api.sh: gdprd's server and API as the benchmarks use them, and their databases, sourced
+# by bench/run.sh, bench/export.sh, bench/profile.sh, bench/import.sh and bench/name_count.sh.
 
 # Fails, naming the first that is missing, unless every path given is an executable (the release
 # binaries a benchmark runs; BENCH_SKIP_BUILD=1 relies on them being built already).
@@ -13,6 +13,18 @@ require_executables() {
       return 1
     }
   done
+}
+
+# Drops database $2 on the server of the admin URL $1, when it exists, ending its sessions.
+drop_database() {
+  psql -XAtq -d "$1" -c 'SET client_min_messages = warning' \
+    -c "DROP DATABASE IF EXISTS $2 WITH (FORCE)"
+}
+
+# Drops database $2 on the server of the admin URL $1, when it exists, and creates it empty.
+fresh_database() {
+  drop_database "$1" "$2"
+  psql -XAtq -d "$1" -c "CREATE DATABASE $2"
 }
 
 # A free TCP port on the loopback.

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # bench/floors.sh: the floors of seeding, sourced by bench/run.sh and bench/seed.sh.
 #
 # seed_floors URL prints three figures, in seconds, of PostgreSQL writing the rows a seed wrote,

@@ -28,6 +28,8 @@ n=${1:-1000000}
 out=$repo/.build/bench
 mkdir -p "$out"
 log() { printf 'bench: %s\n' "$*" >&2; }
+# shellcheck source=api.sh
+source bench/api.sh
 
 if [[ ${BENCH_SKIP_BUILD:-} != 1 ]]; then
   log "building the release binary"
@@ -48,13 +50,8 @@ source scripts/pg-env.sh
 pg_env_database postgres
 admin_url=$DATABASE_URL
 bench_url=${admin_url%/*}/gdprd_bench_import
-drop() {
-  psql -XAtq -d "$admin_url" -c 'SET client_min_messages = warning' \
-    -c 'DROP DATABASE IF EXISTS gdprd_bench_import WITH (FORCE)'
-}
-trap drop EXIT
-drop
-psql -XAtq -d "$admin_url" -c 'CREATE DATABASE gdprd_bench_import'
+trap 'drop_database "$admin_url" gdprd_bench_import' EXIT
+fresh_database "$admin_url" gdprd_bench_import
 export DATABASE_URL=$bench_url
 GDPRD_LOG=warn "$gdprd" migrate >/dev/null
 q() { psql -XAtq -v ON_ERROR_STOP=1 -d "$bench_url" "$@"; }

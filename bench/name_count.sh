@@ -54,13 +54,8 @@ fi
 gdprd=${CARGO_TARGET_DIR:-$repo/target}/release/gdprd
 require_executables "$gdprd"
 
-drop() {
-  psql -XAtq -d "$admin_url" -c 'SET client_min_messages = warning' \
-    -c 'DROP DATABASE IF EXISTS gdprd_bench_names WITH (FORCE)'
-}
-trap drop EXIT
-drop
-psql -XAtq -d "$admin_url" -c 'CREATE DATABASE gdprd_bench_names'
+trap 'drop_database "$admin_url" gdprd_bench_names' EXIT
+fresh_database "$admin_url" gdprd_bench_names
 q() { psql -XAtq -v ON_ERROR_STOP=1 -d "$url" "$@"; }
 
 GDPRD_LOG=warn "$gdprd" migrate >/dev/null
