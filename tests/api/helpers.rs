@@ -386,6 +386,13 @@ impl TestApp {
         response.json().await.unwrap()
     }
 
+    /// Submits a request that must be accepted (202), waits until it is COMPLETED or ERROR (see
+    /// [`TestApp::finished`]) and returns it as it then stands.
+    pub async fn completed(&self, token: &str, body: Value) -> Value {
+        let accepted = self.accepted(token, body).await;
+        self.finished(token, accepted["id"].as_str().unwrap()).await
+    }
+
     /// Polls a request until it is COMPLETED or ERROR (at most 60 s) and returns it.
     pub async fn finished(&self, token: &str, id: &str) -> Value {
         for _ in 0..600 {

@@ -92,10 +92,9 @@ async fn a_request_is_accepted_with_the_genesys_fields(pool: PgPool) {
 #[sqlx::test]
 async fn an_access_summary_says_where_the_data_is(pool: PgPool) {
     let (app, token) = seeded(pool).await;
-    let request = app
-        .accepted(&token, json!({"requestType": "GDPR_GET", "subject": ana()}))
+    let done = app
+        .completed(&token, json!({"requestType": "GDPR_GET", "subject": ana()}))
         .await;
-    let done = app.finished(&token, request["id"].as_str().unwrap()).await;
     assert_eq!(done["status"], "COMPLETED", "{done}");
     assert!(done["completedDate"].as_str().unwrap().ends_with('Z'));
     let summary = done["accessSummary"].as_array().unwrap();
@@ -126,13 +125,12 @@ async fn an_export_archive_holds_every_record_of_the_person(pool: PgPool) {
     let (app, token) = seeded(pool).await;
     let mut subject = ana();
     subject["journeyCustomer"] = json!({"type": "cookie", "id": story::ANA_COOKIE});
-    let request = app
-        .accepted(
+    let done = app
+        .completed(
             &token,
             json!({"requestType": "GDPR_EXPORT", "subject": subject}),
         )
         .await;
-    let done = app.finished(&token, request["id"].as_str().unwrap()).await;
     assert_eq!(done["status"], "COMPLETED", "{done}");
     let url = done["resultsUrl"].as_str().unwrap();
     assert!(url.starts_with(&app.address), "absolute URL: {url}");
@@ -374,12 +372,11 @@ async fn an_erasure_leaves_no_plain_text_trace_in_the_database(pool: PgPool) {
     let (app, token) = seeded(pool).await;
     // First an export, whose stored request and archive name her too.
     let export = app
-        .accepted(
+        .completed(
             &token,
             json!({"requestType": "GDPR_EXPORT", "subject": ana()}),
         )
         .await;
-    app.finished(&token, export["id"].as_str().unwrap()).await;
 
     let subject = json!({
         "emailAddresses": [story::ANA_EMAIL, story::ANA_ALT_EMAIL],
@@ -448,12 +445,11 @@ async fn an_erasure_leaves_no_plain_text_trace_in_the_database(pool: PgPool) {
 async fn stored_requests_terms_are_indexed_without_a_pending_list(pool: PgPool) {
     let (app, token) = seeded(pool).await;
     let request = app
-        .accepted(
+        .completed(
             &token,
             json!({"requestType": "GDPR_EXPORT", "subject": ana()}),
         )
         .await;
-    app.finished(&token, request["id"].as_str().unwrap()).await;
     let options: Option<Vec<String>> = sqlx::query_scalar(
         "SELECT reloptions FROM pg_class WHERE oid = 'gdpr_requests_term_hashes'::regclass",
     )
@@ -482,13 +478,12 @@ async fn an_active_employee_keeps_the_directory_record_and_loses_the_rest(pool: 
             .fetch_one(&app.pool)
             .await
             .unwrap();
-    let request = app
-        .accepted(
+    let done = app
+        .completed(
             &token,
             json!({"requestType": "GDPR_DELETE", "subject": {"userId": user_id.to_string()}}),
         )
         .await;
-    let done = app.finished(&token, request["id"].as_str().unwrap()).await;
     assert_eq!(done["status"], "COMPLETED", "{done}");
     let directory = job(&done, "directory");
     assert_eq!(directory["retained"], 1);
@@ -842,13 +837,12 @@ async fn a_finalization_that_fails_with_the_last_service_job_is_retried_on_its_o
         "archive store briefly unavailable",
     )
     .await;
-    let request = app
-        .accepted(
+    let done = app
+        .completed(
             &token,
             json!({"requestType": "GDPR_EXPORT", "subject": ana()}),
         )
         .await;
-    let done = app.finished(&token, request["id"].as_str().unwrap()).await;
     assert_eq!(done["status"], "COMPLETED", "{done}");
     assert!(done["resultsUrl"].is_string(), "{done}");
     assert_completed_at_first_attempt(&done, &[]);
@@ -1158,10 +1152,7 @@ async fn an_unknown_id_is_a_404(pool: PgPool) {
 #[sqlx::test]
 async fn a_journey_customer_resolves_to_every_identifier_of_the_record(pool: PgPool) {
     let (app, token) = seeded(pool).await;
-    let request = app
-        .accepted(&token, json!({"requestType": "GDPR_GET", "subject": {"journeyCustomer": {"type": "cookie", "id": story::ANA_COOKIE}}}))
-        .await;
-    let done = app.finished(&token, request["id"].as_str().unwrap()).await;
+    let done = app.completed(&token, json!({"requestType": "GDPR_GET", "subject": {"journeyCustomer": {"type": "cookie", "id": story::ANA_COOKIE}}})).await;
     let summary = done["accessSummary"].as_array().unwrap();
     let journeys = summary.iter().find(|s| s["service"] == "journeys").unwrap();
     assert!(journeys["records"].as_i64().unwrap() >= 2);
