@@ -114,7 +114,7 @@ pub struct ServeArgs {
     ///
     /// A search is one short statement: more connections than PostgreSQL has cores for queue
     /// there instead of here, where the slowest searches wait longest.
-    #[arg(long, env = "GDPRD_DB_SEARCH_CONNECTIONS", default_value_t = 6)]
+    #[arg(long, env = "GDPRD_DB_SEARCH_CONNECTIONS", default_value_t = 4)]
     pub db_search_connections: u32,
 
     #[command(flatten)]
