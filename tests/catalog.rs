@@ -456,6 +456,27 @@ async fn sql_folding_agrees_with_fold_text(pool: PgPool) {
     }
 }
 
+/// What gdprd creates in a service's external database is what its own migrations left in its
+/// database: running `functions.sql` over a migrated database changes neither function.
+#[sqlx::test]
+async fn the_external_databases_functions_are_those_of_the_migrations(pool: PgPool) {
+    const DEFINITIONS: &str = "SELECT p.proname::text, pg_get_functiondef(p.oid)
+                                 FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                                WHERE n.nspname = 'public'
+                                  AND p.proname IN ('gdpr_fold', 'gdpr_digits')
+                                ORDER BY p.proname";
+    let migrated: Vec<(String, String)> =
+        sqlx::query_as(DEFINITIONS).fetch_all(&pool).await.unwrap();
+    assert_eq!(migrated.len(), 2);
+    sqlx::raw_sql(include_str!("../src/catalog/functions.sql"))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let external: Vec<(String, String)> =
+        sqlx::query_as(DEFINITIONS).fetch_all(&pool).await.unwrap();
+    assert_eq!(external, migrated);
+}
+
 /// `gdpr_digits` keeps the ASCII digits of any text, as `phone::variants` spells numbers, and
 /// gives what the definition of migration 0004 gave, which indexes built before 0011 hold.
 #[sqlx::test]
